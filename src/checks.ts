@@ -1,0 +1,93 @@
+import { BanshoError, type FailureCode } from './errors.js';
+
+export type CheckStatus = 'pass' | 'warn' | 'fail';
+
+/** A failure as shown to people and scripts: stable code, message, what to check next. */
+export interface CheckError {
+  code: FailureCode;
+  message: string;
+  hint: string;
+  /** The drivers' errors behind it, outermost first; shown only with --verbose. */
+  detail?: string[];
+}
+
+/** The outcome of one check; the shape of `checks.<name>` in `--json`. */
+export interface CheckResult {
+  status: CheckStatus;
+  /** The server checked, password masked. */
+  target: string;
+  /** The whole check, from first byte to closed socket, in milliseconds. */
+  latencyMs: number;
+  /** The server's version, when it was learned. */
+  version?: string;
+  /** Why a check warns ("not bootstrapped yet"), in one sentence. */
+  message?: string;
+  /** Schema objects that `ensure-schema` would create. */
+  pending?: string[];
+  error?: CheckError;
+}
+
+/** What every command returns; the `--json` document. */
+export interface Report {
+  status: CheckStatus;
+  checks: Record<string, CheckResult>;
+  /** `ensure-schema` only: what it created, empty when nothing was missing. */
+  changes?: string[];
+}
+
+export type CheckOutcome = Pick<CheckResult, 'version' | 'message' | 'pending'> & { status?: CheckStatus };
+
+/**
+ * Runs one check, timing it and turning a thrown error into a failed result, so that one
+ * broken dependency never hides the others' results.
+ */
+export async function runCheck(target: string, check: () => Promise<CheckOutcome>): Promise<CheckResult> {
+  const start = performance.now();
+  try {
+    const outcome = await check();
+    return { status: 'pass', target, latencyMs: millisecondsSince(start), ...outcome };
+  } catch (error) {
+    return { status: 'fail', target, latencyMs: millisecondsSince(start), error: toCheckError(error) };
+  }
+}
+
+function millisecondsSince(start: number): number {
+  return Math.round((performance.now() - start) * 10) / 10;
+}
+
+export function toCheckError(error: unknown): CheckError {
+  const known =
+    error instanceof BanshoError
+      ? error
+      : new BanshoError(
+          'unexpected',
+          `unexpected error: ${error instanceof Error ? error.message : String(error)}`,
+          {
+            cause: error,
+          },
+        );
+  const detail = describeCauses(known.cause);
+  return {
+    code: known.code,
+    message: known.message,
+    hint: known.hint,
+    ...(detail.length > 0 ? { detail } : {}),
+  };
+}
+
+function describeCauses(cause: unknown): string[] {
+  const lines: string[] = [];
+  for (let layer = cause; layer instanceof Error && lines.length < 8; layer = layer.cause) {
+    const code = (layer as { code?: unknown }).code;
+    lines.push(`${layer.name}${typeof code === 'string' ? ` [${code}]` : ''}: ${layer.message}`);
+  }
+  return lines;
+}
+
+/** The report's status: the worst of its checks; with `strict`, a warning counts as a failure. */
+export function summarize(checks: Record<string, CheckResult>, strict: boolean): CheckStatus {
+  const statuses = Object.values(checks).map((check) => check.status);
+  if (statuses.includes('fail')) return 'fail';
+  if (statuses.includes('warn')) return strict ? 'fail' : 'warn';
+  return 'pass';
+}

@@ -1,0 +1,14 @@
+import type { Report } from '../checks.js';
+import type { Config, Needs } from '../config.js';
+
+/** What every subcommand file exports: its name for commander, and its work. */
+export interface BanshoCommand {
+  name: string;
+  summary: string;
+  /** Which servers it talks to: only their settings are required and validated. */
+  needs: Needs;
+  /** Whether `--strict` (warnings fail) means anything for it. */
+  hasWarnings?: boolean;
+  /** Runs every check once, each within `config.timeoutMs`; never throws for a failed check. */
+  run(config: Config, signal: AbortSignal): Promise<Report>;
+}

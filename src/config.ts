@@ -1,0 +1,310 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseDotenv } from 'dotenv';
+import { parseDuration } from './duration.js';
+import { configError } from './errors.js';
+import { MASK, secretForms } from './redact.js';
+
+/** Used when neither a flag, the environment nor `.env` names a server. */
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+export const DEFAULT_POSTGRES_DSN = 'postgres://postgres@127.0.0.1:5432/postgres';
+/** Each check's budget, from start to closed socket, when `--timeout` is not given. */
+export const DEFAULT_TIMEOUT_MS = 5000;
+/** First pause between `--wait` attempts when `--interval` is not given. */
+export const DEFAULT_INTERVAL_MS = 250;
+
+/** Flags as commander hands them over: no defaults, so that absence is visible here. */
+export interface CliOptions {
+  redisUrl?: string;
+  postgresDsn?: string;
+  envFile?: string;
+  timeout?: string;
+  wait?: string;
+  interval?: string;
+  json?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+  strict?: boolean;
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export interface RedisTarget {
+  /** The URL as shown to people: password masked. */
+  display: string;
+  host: string;
+  port: number;
+  tls: boolean;
+  username?: string;
+  password?: string;
+  /** Logical database selected after connect (the URL's path). */
+  database: number;
+}
+
+export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
+
+export interface PostgresTarget {
+  display: string;
+  host: string;
+  port: number;
+  database: string;
+  username: string;
+  password?: string;
+  sslMode: SslMode;
+  /** Path of a PEM file with the CA certificates that verify-ca / verify-full trust. */
+  sslRootCert?: string;
+  /** The contents of `sslRootCert`, read once at start-up by `readConfigFiles`. */
+  caPem?: string;
+  applicationName: string;
+}
+
+export type OutputMode = 'human' | 'json' | 'quiet';
+
+export interface Config {
+  redis?: RedisTarget;
+  postgres?: PostgresTarget;
+  /** Hard bound for each check, in milliseconds. */
+  timeoutMs: number;
+  /** With `--wait`: keep retrying for this many milliseconds. */
+  waitMs?: number;
+  /** With `--wait`: the first pause between attempts, in milliseconds; it doubles up to a cap. */
+  intervalMs: number;
+  output: OutputMode;
+  verbose: boolean;
+  strict: boolean;
+  color: boolean;
+  /** Every password bansho was given, in every form it may be printed in; output is scrubbed of them. */
+  secrets: string[];
+}
+
+export interface ConfigInput {
+  options: CliOptions;
+  /** The real environment (process.env). */
+  env: Env;
+  /** Variables read from the `.env` file; they never override `env`. */
+  fileEnv: Env;
+  /** Whether stdout is a terminal: colour is only for people. */
+  isTTY: boolean;
+}
+
+export interface Needs {
+  redis: boolean;
+  postgres: boolean;
+}
+
+interface Setting {
+  value: string;
+  /** Names the source in error messages: `--redis-url`, `REDIS_URL` or `REDIS_URL (from .env)`. */
+  source: string;
+}
+
+/**
+ * Resolves every source of configuration, strongest first: flags, the real environment,
+ * the `.env` file, defaults. Pure: it reads nothing but its arguments, so it is tested
+ * without touching `process.env`. Only what `needs` names is validated, so that a broken
+ * POSTGRES_DSN does not fail `ping-redis`. Throws a `config` BanshoError on bad input.
+ */
+export function loadConfig(input: ConfigInput, needs: Needs): Config {
+  const { options, env, fileEnv } = input;
+  const pick = (flagValue: string | undefined, flag: string, variable: string, fallback: string): Setting => {
+    if (flagValue !== undefined) return { value: flagValue, source: flag };
+    if (env[variable] !== undefined) return { value: env[variable], source: variable };
+    if (fileEnv[variable] !== undefined)
+      return { value: fileEnv[variable], source: `${variable} (from .env)` };
+    return { value: fallback, source: `the default ${variable}` };
+  };
+
+  if (options.json && options.quiet) throw configError('--json and --quiet cannot be used together');
+
+  const secrets: string[] = [];
+  const config: Config = {
+    timeoutMs:
+      options.timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration(options.timeout, '--timeout'),
+    intervalMs:
+      options.interval === undefined ? DEFAULT_INTERVAL_MS : parseDuration(options.interval, '--interval'),
+    output: options.json ? 'json' : options.quiet ? 'quiet' : 'human',
+    verbose: options.verbose === true,
+    strict: options.strict === true,
+    color: input.isTTY && !isSet(env.NO_COLOR) && env.TERM !== 'dumb',
+    secrets,
+  };
+  if (options.wait !== undefined) config.waitMs = parseDuration(options.wait, '--wait');
+  else if (options.interval !== undefined) throw configError('--interval only makes sense with --wait');
+
+  if (needs.redis) {
+    config.redis = parseRedisUrl(pick(options.redisUrl, '--redis-url', 'REDIS_URL', DEFAULT_REDIS_URL));
+    secrets.push(...secretForms(config.redis.password));
+  }
+  if (needs.postgres) {
+    config.postgres = parsePostgresDsn(
+      pick(options.postgresDsn, '--postgres-dsn', 'POSTGRES_DSN', DEFAULT_POSTGRES_DSN),
+    );
+    secrets.push(...secretForms(config.postgres.password));
+  }
+  return config;
+}
+
+function isSet(value: string | undefined): boolean {
+  return value !== undefined && value !== '';
+}
+
+/** Parses a URL without ever echoing it: a malformed URL may still hold a password. */
+function parseUrl(setting: Setting, shape: string): URL {
+  if (setting.value.trim() === '') throw configError(`${setting.source} is empty: expected ${shape}`);
+  try {
+    return new URL(setting.value.trim());
+  } catch {
+    throw configError(`${setting.source} is not a valid URL: expected ${shape}`);
+  }
+}
+
+function parsePort(url: URL, setting: Setting, fallback: number): number {
+  // WHATWG URL has already refused ports outside 0-65535; 0 is the one left to refuse.
+  if (url.port === '') return fallback;
+  const port = Number(url.port);
+  if (port < 1) throw configError(`${setting.source} has port ${url.port}: expected 1-65535`);
+  return port;
+}
+
+function parseHost(url: URL, setting: Setting): string {
+  // URL keeps IPv6 literals in brackets; sockets want them bare.
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (host === '') throw configError(`${setting.source} has no host`);
+  return host;
+}
+
+function decodePart(part: string, what: string, setting: Setting): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw configError(`${setting.source} has a ${what} with invalid percent-encoding`);
+  }
+}
+
+function displayHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+const REDIS_SHAPE = 'redis://[[user]:password@]host[:port][/db] or rediss://…';
+
+export function parseRedisUrl(setting: Setting): RedisTarget {
+  const url = parseUrl(setting, REDIS_SHAPE);
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw configError(
+      `${setting.source} has unsupported scheme "${url.protocol.slice(0, -1)}": use redis:// or rediss://`,
+    );
+  }
+  const host = parseHost(url, setting);
+  const port = parsePort(url, setting, 6379);
+  const path = url.pathname.replace(/^\//, '');
+  if (path !== '' && !/^\d{1,9}$/.test(path)) {
+    throw configError(`${setting.source} has path "/${path}": expected a database number such as /0`);
+  }
+  const firstParam = [...url.searchParams.keys()][0];
+  if (firstParam !== undefined) {
+    throw configError(`${setting.source} has unsupported query parameter "${firstParam}"`);
+  }
+  const username = url.username === '' ? undefined : decodePart(url.username, 'user name', setting);
+  const password = url.password === '' ? undefined : decodePart(url.password, 'password', setting);
+  const database = path === '' ? 0 : Number(path);
+  const userinfo = password !== undefined ? `${username ?? ''}:${MASK}@` : username ? `${username}@` : '';
+  return {
+    display: `${url.protocol}//${userinfo}${displayHost(host)}:${port}${path === '' ? '' : `/${database}`}`,
+    host,
+    port,
+    tls: url.protocol === 'rediss:',
+    ...(username === undefined ? {} : { username }),
+    ...(password === undefined ? {} : { password }),
+    database,
+  };
+}
+
+const POSTGRES_SHAPE = 'postgres://[user[:password]@]host[:port][/database][?sslmode=…]';
+const SSL_MODES: readonly SslMode[] = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'];
+const POSTGRES_PARAMS = ['sslmode', 'sslrootcert', 'application_name', 'connect_timeout'];
+
+export function parsePostgresDsn(setting: Setting): PostgresTarget {
+  const url = parseUrl(setting, POSTGRES_SHAPE);
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw configError(
+      `${setting.source} has unsupported scheme "${url.protocol.slice(0, -1)}": use postgres:// or postgresql://`,
+    );
+  }
+  const host = parseHost(url, setting);
+  const port = parsePort(url, setting, 5432);
+  for (const key of url.searchParams.keys()) {
+    if (!POSTGRES_PARAMS.includes(key)) {
+      throw configError(
+        `${setting.source} has unsupported query parameter "${key}" (supported: ${POSTGRES_PARAMS.join(', ')})`,
+      );
+    }
+  }
+  const requestedMode = url.searchParams.get('sslmode') ?? 'prefer';
+  if (!SSL_MODES.includes(requestedMode as SslMode)) {
+    throw configError(
+      `${setting.source} has sslmode "${requestedMode}": expected one of ${SSL_MODES.join(', ')}`,
+    );
+  }
+  const sslRootCert = url.searchParams.get('sslrootcert') || undefined;
+  // As in libpq: `require` with a root certificate given verifies the chain like verify-ca.
+  const sslMode = requestedMode === 'require' && sslRootCert ? 'verify-ca' : (requestedMode as SslMode);
+  const username = url.username === '' ? 'postgres' : decodePart(url.username, 'user name', setting);
+  const password = url.password === '' ? undefined : decodePart(url.password, 'password', setting);
+  const path = decodePart(url.pathname.replace(/^\//, ''), 'database name', setting);
+  if (path.includes('/'))
+    throw configError(`${setting.source} has path "/${path}": expected one database name`);
+  const database = path === '' ? username : path;
+  const applicationName = url.searchParams.get('application_name') || 'bansho';
+
+  const query: string[] = [];
+  if (url.searchParams.has('sslmode')) query.push(`sslmode=${requestedMode}`);
+  if (sslRootCert) query.push(`sslrootcert=${sslRootCert}`);
+  const userinfo = `${encodeURIComponent(username)}${password === undefined ? '' : `:${MASK}`}@`;
+  const queryText = query.length > 0 ? `?${query.join('&')}` : '';
+  return {
+    display: `${url.protocol}//${userinfo}${displayHost(host)}:${port}/${encodeURIComponent(database)}${queryText}`,
+    host,
+    port,
+    database,
+    username,
+    ...(password === undefined ? {} : { password }),
+    sslMode,
+    ...(sslRootCert ? { sslRootCert } : {}),
+    applicationName,
+  };
+}
+
+/**
+ * Reads the `.env` file: the one given by `--env-file` (which must exist), else `.env` in the
+ * working directory when there is one. dotenv's parser only: it never touches process.env.
+ */
+export function readEnvFile(explicitPath: string | undefined, cwd: string): Env {
+  const path = explicitPath ?? `${cwd}/.env`;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    if (explicitPath === undefined && (error as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw configError(
+      `--env-file ${JSON.stringify(path)} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
+  }
+  return parseDotenv(text);
+}
+
+/** Reads the files the configuration names (the CA for sslrootcert), before any connection. */
+export function readConfigFiles(config: Config): void {
+  const target = config.postgres;
+  if (!target?.sslRootCert) return;
+  try {
+    target.caPem = readFileSync(target.sslRootCert, 'utf8');
+  } catch (error) {
+    throw configError(
+      `POSTGRES_DSN's sslrootcert ${JSON.stringify(target.sslRootCert)} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
+  }
+  if (!target.caPem.includes('-----BEGIN CERTIFICATE-----')) {
+    throw configError(
+      `POSTGRES_DSN's sslrootcert ${JSON.stringify(target.sslRootCert)} holds no PEM certificate`,
+    );
+  }
+}

@@ -1,0 +1,25 @@
+/** bansho's storage library: the gateway builds on these. Re-exports only. */
+export type { CheckError, CheckResult, CheckStatus, Report } from './checks.js';
+export type { PostgresTarget, RedisTarget, SslMode } from './config.js';
+export { BanshoError, ExitCode, type FailureCode } from './errors.js';
+export { redactUrl } from './redact.js';
+export { type EnsureSchemaOptions, ensureSchema } from './schema/api.js';
+export { SCHEMA } from './schema/spec.js';
+export { type StorageSmokeOptions, storageSmokeCheck } from './smoke-check.js';
+export {
+  closePostgres,
+  createPostgresPool,
+  type PostgresPoolOptions,
+  pingPostgres,
+  type Sql,
+} from './storage/postgres.js';
+export {
+  closeRedis,
+  createRedisClient,
+  defineScript,
+  pingRedis,
+  type RedisClient,
+  type RedisClientOptions,
+  type RedisScript,
+  redisOps,
+} from './storage/redis.js';

@@ -1,0 +1,58 @@
+import { CommanderError } from 'commander';
+import { buildProgram } from './cli.js';
+import { ExitCode } from './errors.js';
+import { runCommand } from './run.js';
+
+/** How long closing may take after a signal before the process is ended anyway. */
+const SIGNAL_GRACE_MS = 400;
+/** How long the process may linger after its report before an open handle is declared a bug. */
+const EXIT_GRACE_MS = 2000;
+
+/**
+ * The executable's entry: argv in, exit code out. Sets process.exitCode and lets the
+ * process end by itself once every socket is closed, so that output is never cut short.
+ */
+export async function main(argv: readonly string[]): Promise<void> {
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    controller.abort(signal);
+    process.exitCode = signal === 'SIGTERM' ? ExitCode.terminated : ExitCode.interrupted;
+    // Checks abort at once; this only guards against a driver that fails to let go.
+    setTimeout(() => process.exit(), SIGNAL_GRACE_MS).unref();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const program = buildProgram(async (command, options) => {
+    process.exitCode = await runCommand(command, options, {
+      env: process.env,
+      cwd: process.cwd(),
+      stdout: process.stdout,
+      stderr: process.stderr,
+      signal: controller.signal,
+    });
+  });
+  program.exitOverride().configureOutput({
+    outputError: (text, write) => write(`bansho: ${text.replace(/^error: /, '')}`),
+  });
+
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    if (!(error instanceof CommanderError)) throw error;
+    // Commander exits 1 on a usage error; bansho's contract keeps 1 for failed checks.
+    process.exitCode = error.exitCode === 0 ? ExitCode.healthy : ExitCode.usage;
+  }
+  watchForLeaks();
+}
+
+/**
+ * Every socket is closed before the report is written, so the process should end at once.
+ * If a handle is still open (a bug), say so and end anyway: a healthcheck must not hang.
+ */
+function watchForLeaks(): void {
+  setTimeout(() => {
+    process.stderr.write('bansho: internal error: a handle stayed open after the report; exiting\n');
+    process.exit();
+  }, EXIT_GRACE_MS).unref();
+}

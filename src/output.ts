@@ -1,0 +1,102 @@
+import { Chalk, type ChalkInstance } from 'chalk';
+import type { CheckError, CheckResult, CheckStatus, Report } from './checks.js';
+import { formatDuration } from './duration.js';
+import { scrubSecrets } from './redact.js';
+
+/**
+ * The only place that writes to stdout and stderr. Everything passes through `scrubSecrets`
+ * on its way out, so a password quoted by a driver in some unforeseen form is still masked.
+ */
+export interface Output {
+  /** The report: human lines, or exactly one JSON document, or nothing with --quiet. */
+  report(report: Report): void;
+  /** A failure of the invocation itself (exit 2), in one line on stderr. */
+  usageError(error: CheckError): void;
+  /** Progress of `--wait`: an updating line on a terminal, a line per attempt in logs. */
+  progress(line: string): void;
+  /** Ends an updating progress line so the report starts on a fresh one. */
+  endProgress(): void;
+}
+
+export interface OutputOptions {
+  mode: 'human' | 'json' | 'quiet';
+  color: boolean;
+  verbose: boolean;
+  secrets: readonly string[];
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+}
+
+const STATUS_WORDS: Record<CheckStatus, string> = { pass: 'PASS', warn: 'WARN', fail: 'FAIL' };
+
+export function createOutput(options: OutputOptions): Output {
+  const paint = new Chalk({ level: options.color ? 1 : 0 });
+  const write = (stream: NodeJS.WritableStream, text: string) =>
+    stream.write(scrubSecrets(text, options.secrets));
+  let progressOpen = false;
+  const updating = options.stderr.isTTY === true;
+
+  return {
+    report(report) {
+      if (options.mode === 'quiet') return;
+      // The drivers' details are for --verbose only: they are long, and not a stable interface.
+      const replacer = (key: string, value: unknown) =>
+        key === 'detail' && !options.verbose ? undefined : value;
+      if (options.mode === 'json') write(options.stdout, `${JSON.stringify(report, replacer)}\n`);
+      else write(options.stdout, renderHuman(report, paint, options.verbose));
+    },
+    usageError(error) {
+      if (options.mode === 'json') {
+        write(options.stdout, `${JSON.stringify({ status: 'fail', error })}\n`);
+      }
+      if (options.mode !== 'quiet') write(options.stderr, `bansho: ${error.message}\n`);
+    },
+    progress(line) {
+      if (options.mode === 'quiet') return;
+      if (updating) {
+        // \r plus "erase line" redraws in place, so a long wait stays one line on a terminal.
+        write(options.stderr, `\r\x1b[2K${line}`);
+        progressOpen = true;
+      } else {
+        write(options.stderr, `${line}\n`);
+      }
+    },
+    endProgress() {
+      if (progressOpen) write(options.stderr, '\n');
+      progressOpen = false;
+    },
+  };
+}
+
+function renderHuman(report: Report, paint: ChalkInstance, verbose: boolean): string {
+  const colour = { pass: paint.green, warn: paint.yellow, fail: paint.red } as const;
+  const names = Object.keys(report.checks);
+  const width = Math.max(...names.map((name) => name.length));
+  const lines: string[] = [];
+  for (const [name, check] of Object.entries(report.checks)) {
+    const word = colour[check.status](STATUS_WORDS[check.status]);
+    lines.push(
+      `${word}  ${name.padEnd(width)}  ${check.target}  ${formatLatency(check.latencyMs)}  ${describe(check)}`,
+    );
+    const indent = ' '.repeat(width + 6);
+    if (check.error) lines.push(`${indent}${paint.dim(`hint: ${check.error.hint}`)}`);
+    if (verbose)
+      for (const line of check.error?.detail ?? []) lines.push(`${indent}${paint.dim(`cause: ${line}`)}`);
+    for (const item of check.pending ?? []) lines.push(`${indent}${paint.dim(`pending: ${item}`)}`);
+  }
+  if (report.changes) {
+    if (report.changes.length === 0 && report.status !== 'fail')
+      lines.push('schema is up to date: nothing to change');
+    for (const change of report.changes) lines.push(`${paint.green('done')}  ${change}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function describe(check: CheckResult): string {
+  if (check.error) return `${check.error.code}: ${check.error.message}`;
+  return [check.version, check.message].filter(Boolean).join(', ');
+}
+
+function formatLatency(ms: number): string {
+  return ms < 10 ? `${ms.toFixed(1)}ms` : formatDuration(ms);
+}

@@ -1,0 +1,53 @@
+import { type CheckResult, runCheck } from './checks.js';
+import type { Config } from './config.js';
+import { SCHEMA } from './schema/spec.js';
+
+/*
+ * The checks that commands combine, each a CheckResult that never throws. Storage modules
+ * are imported on first use, before the clock starts: `ping-redis` should not pay for loading the PostgreSQL driver,
+ * and a healthcheck pays start-up time every few seconds.
+ */
+
+function required<T>(value: T | undefined, name: string): T {
+  if (value === undefined) throw new Error(`bug: ${name} was not configured for this command`);
+  return value;
+}
+
+export async function redisCheck(
+  config: Config,
+  signal: AbortSignal,
+  options: { write: boolean },
+): Promise<CheckResult> {
+  const target = required(config.redis, 'redis');
+  const { checkRedis } = await import('./storage/redis.js');
+  return runCheck(target.display, async () => {
+    const probe = await checkRedis(target, { timeoutMs: config.timeoutMs, signal, write: options.write });
+    return probe.version === undefined ? {} : { version: `Redis ${probe.version}` };
+  });
+}
+
+export async function postgresCheck(config: Config, signal: AbortSignal): Promise<CheckResult> {
+  const target = required(config.postgres, 'postgres');
+  const { checkPostgres } = await import('./storage/postgres.js');
+  return runCheck(target.display, async () => {
+    const probe = await checkPostgres(target, { timeoutMs: config.timeoutMs, signal });
+    return { version: `PostgreSQL ${probe.version}` };
+  });
+}
+
+/** Passes when the schema is as specified, warns when (part of) it is not created yet, fails when it differs. */
+export async function schemaCheck(config: Config, signal: AbortSignal): Promise<CheckResult> {
+  const target = required(config.postgres, 'postgres');
+  const { inspectSchema, throwOnProblems } = await import('./schema/ensure.js');
+  return runCheck(target.display, async () => {
+    const plan = await inspectSchema(target, { timeoutMs: config.timeoutMs, signal });
+    throwOnProblems(plan);
+    if (plan.steps.length === 0) return { message: 'api_keys and audit_events as specified' };
+    const pending = plan.steps.map((step) => step.description);
+    const message =
+      plan.missingTables.length === SCHEMA.length
+        ? 'not bootstrapped yet: run `bansho ensure-schema`'
+        : `incomplete (${pending.length} missing): run \`bansho ensure-schema\``;
+    return { status: 'warn', message, pending };
+  });
+}

@@ -1,0 +1,258 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { createClient, ErrorReply, type RedisClientType } from '@redis/client';
+import { DEFAULT_REDIS_URL, type Env, parseRedisUrl, type RedisTarget } from '../config.js';
+import { startDeadline } from '../deadline.js';
+import { BanshoError } from '../errors.js';
+import { classifyNetworkError, errorChain } from './network-errors.js';
+
+// biome-ignore lint/complexity/noBannedTypes: node-redis spells "no modules, functions or scripts" as {}.
+type None = {};
+/** A node-redis client without modules, speaking RESP3 (node-redis 6's default). */
+export type RedisClient = RedisClientType<None, None, None, 3, None>;
+
+/** Options for a Redis client. */
+export interface RedisClientOptions {
+  /** A redis:// or rediss:// URL; default: `env.REDIS_URL`, then `redis://127.0.0.1:6379`. */
+  url?: string;
+  /** Where REDIS_URL is read from when `url` is not given; default: `process.env`. */
+  env?: Env;
+  /** TCP + TLS connect bound in milliseconds; default 5000. */
+  connectTimeoutMs?: number;
+  /**
+   * Whether a dropped connection is re-established with capped backoff. Default false:
+   * right for one-shot checks, which must fail rather than loop. A long-lived gateway sets true.
+   */
+  reconnect?: boolean;
+}
+
+/** Resolves the target a library caller means: an explicit URL, else REDIS_URL, else the default. */
+export function resolveRedisTarget(options: Pick<RedisClientOptions, 'url' | 'env'> = {}): RedisTarget {
+  const env = options.env ?? process.env;
+  if (options.url !== undefined) return parseRedisUrl({ value: options.url, source: 'url' });
+  if (env.REDIS_URL !== undefined) return parseRedisUrl({ value: env.REDIS_URL, source: 'REDIS_URL' });
+  return parseRedisUrl({ value: DEFAULT_REDIS_URL, source: 'the default REDIS_URL' });
+}
+
+/**
+ * Creates a node-redis client, not yet connected, for `options.url`, else REDIS_URL, else
+ * the default. Errors the client emits between commands are swallowed here because every
+ * command's promise reports them too; without a listener node-redis would crash the process.
+ */
+export function createRedisClient(options: RedisClientOptions & { target?: RedisTarget } = {}): RedisClient {
+  const target = options.target ?? resolveRedisTarget(options);
+  const connectTimeout = options.connectTimeoutMs ?? 5000;
+  const client = createClient({
+    socket: {
+      host: target.host,
+      port: target.port,
+      connectTimeout,
+      reconnectStrategy: options.reconnect ? (retries) => Math.min(50 * 2 ** retries, 2000) : false,
+      ...(target.tls ? { tls: true as const, servername: isIpAddress(target.host) ? '' : target.host } : {}),
+    },
+    ...(target.username === undefined ? {} : { username: target.username }),
+    ...(target.password === undefined ? {} : { password: target.password }),
+    database: target.database,
+    // CLIENT SETINFO is one more round trip, and fails on proxies and older servers.
+    disableClientInfo: true,
+  });
+  client.on('error', () => {});
+  return client;
+}
+
+function isIpAddress(host: string): boolean {
+  return /^[\d.]+$/.test(host) || host.includes(':');
+}
+
+/** Closes gracefully when the connection is healthy, and always releases the socket. */
+export async function closeRedis(client: RedisClient): Promise<void> {
+  try {
+    if (client.isReady) await client.close();
+  } catch {
+    // A failed QUIT leaves nothing to save: destroy below frees the socket either way.
+  } finally {
+    if (client.isOpen) client.destroy();
+  }
+}
+
+/** What one successful Redis check learned. */
+export interface RedisProbe {
+  /** `redis_version` from INFO, when the server lets us read it. */
+  version?: string;
+  /** Whether a write was tried and succeeded (smoke's check). */
+  writable?: boolean;
+}
+
+export interface RedisCheckOptions {
+  /** Hard bound for the whole check in milliseconds: resolve, connect, TLS, auth, probe, close. */
+  timeoutMs: number;
+  signal?: AbortSignal | undefined;
+  /** Also prove the server takes writes (a replica does not): SET of a short-lived key. */
+  write?: boolean;
+}
+
+/**
+ * One bounded health check: connect, PING (any reply but PONG fails), read the version,
+ * optionally write, close. Throws a classified BanshoError; never reconnects.
+ */
+export async function checkRedis(target: RedisTarget, options: RedisCheckOptions): Promise<RedisProbe> {
+  const client = createRedisClient({ target, connectTimeoutMs: options.timeoutMs });
+  const deadline = startDeadline({
+    timeoutMs: options.timeoutMs,
+    service: 'redis',
+    signal: options.signal,
+    onExpire: () => client.destroy(),
+  });
+  try {
+    await deadline.race(client.connect());
+    deadline.phase = 'waiting for PONG';
+    const reply = await deadline.race(client.ping());
+    if (reply !== 'PONG') {
+      throw new BanshoError(
+        'protocol',
+        `expected PONG from ${target.display}, got ${JSON.stringify(reply)}`,
+        {
+          service: 'redis',
+        },
+      );
+    }
+    deadline.phase = 'reading INFO';
+    const version = await deadline.race(readVersion(client));
+    let writable: boolean | undefined;
+    if (options.write) {
+      deadline.phase = 'writing a probe key';
+      await deadline.race(
+        client.set(`bansho:probe:${randomUUID()}`, '1', { expiration: { type: 'PX', value: 1000 } }),
+      );
+      writable = true;
+    }
+    deadline.phase = 'closing';
+    await deadline.race(closeRedis(client));
+    return {
+      ...(version === undefined ? {} : { version }),
+      ...(writable === undefined ? {} : { writable }),
+    };
+  } catch (error) {
+    throw classifyRedisError(error, target);
+  } finally {
+    deadline.clear();
+    client.destroy();
+  }
+}
+
+/** INFO may be renamed or denied by an ACL; the version is nice to have, not a health signal. */
+async function readVersion(client: RedisClient): Promise<string | undefined> {
+  try {
+    const info = await client.info('server');
+    return /^redis_version:(.+)$/m.exec(info)?.[1]?.trim();
+  } catch (error) {
+    if (error instanceof ErrorReply && /^(NOPERM|ERR unknown command)/.test(error.message)) return undefined;
+    throw error;
+  }
+}
+
+/** Resolves true on a PONG; otherwise throws a classified BanshoError. */
+export async function pingRedis(options: RedisClientOptions & { timeoutMs?: number } = {}): Promise<true> {
+  await checkRedis(resolveRedisTarget(options), {
+    timeoutMs: options.timeoutMs ?? options.connectTimeoutMs ?? 5000,
+  });
+  return true;
+}
+
+/** Error replies by their first word; checked before anything else, as they are the server's own word. */
+const REPLY_CODES: Array<[RegExp, ConstructorParameters<typeof BanshoError>[0], string]> = [
+  [/^(NOAUTH|WRONGPASS|NOPERM)\b/, 'auth_failed', 'authentication failed'],
+  [/^ERR (AUTH|invalid password|Client sent AUTH)/i, 'auth_failed', 'authentication failed'],
+  [/^(LOADING|MASTERDOWN|BUSY|TRYAGAIN|CLUSTERDOWN)\b/, 'not_ready', 'the server is not serving yet'],
+  [/^READONLY\b/, 'read_only', 'the server is read-only'],
+  [/^ERR max(imum)? number of clients reached/i, 'too_many_connections', 'too many connections'],
+  [/^ERR (DB index is out of range|invalid DB index)/i, 'unknown_database', 'no such database'],
+];
+
+/** Maps anything a Redis check threw to a BanshoError with a stable code. */
+export function classifyRedisError(error: unknown, target: RedisTarget): BanshoError {
+  if (error instanceof BanshoError) return error;
+  const where = target.display;
+  for (const layer of errorChain(error)) {
+    if (layer instanceof ErrorReply) {
+      const reply = layer.message;
+      for (const [pattern, code, summary] of REPLY_CODES) {
+        if (pattern.test(reply))
+          return new BanshoError(code, `${summary}: ${reply}`, { cause: error, service: 'redis' });
+      }
+      return new BanshoError('server_error', `${where} answered with an error: ${reply}`, {
+        cause: error,
+        service: 'redis',
+      });
+    }
+  }
+  const network = classifyNetworkError(error, 'redis', where);
+  if (network) return network;
+  const names = errorChain(error).map((layer) => (layer as Error).name ?? '');
+  const messages = errorChain(error).map((layer) => String(layer.message ?? ''));
+  if (names.includes('ConnectionTimeoutError')) {
+    return new BanshoError('timeout', `connecting to ${where} timed out`, { cause: error, service: 'redis' });
+  }
+  if (
+    names.includes('SocketClosedUnexpectedlyError') ||
+    messages.some((message) => /protocol error|parse|ECONNRESET|socket hang up/i.test(message))
+  ) {
+    return new BanshoError('protocol', `${where} closed the connection without a Redis reply`, {
+      cause: error,
+      service: 'redis',
+    });
+  }
+  return new BanshoError('unexpected', `Redis check failed: ${messages[0] || String(error)}`, {
+    cause: error,
+    service: 'redis',
+  });
+}
+
+/** A Lua script with its SHA1 computed once, as EVALSHA wants it. */
+export interface RedisScript {
+  source: string;
+  sha: string;
+}
+
+export function defineScript(source: string): RedisScript {
+  return { source, sha: createHash('sha1').update(source).digest('hex') };
+}
+
+/**
+ * The rate limiter's Redis operations, over a client the caller owns. Kept small on
+ * purpose: expiry always in milliseconds, scripts by SHA with a reload on NOSCRIPT.
+ */
+export const redisOps = {
+  get(client: RedisClient, key: string): Promise<string | null> {
+    return client.get(key);
+  },
+  /** SET with an expiry in milliseconds, so that no limiter key lives forever. */
+  async set(client: RedisClient, key: string, value: string, ttlMs: number): Promise<void> {
+    await client.set(key, value, { expiration: { type: 'PX', value: ttlMs } });
+  },
+  incr(client: RedisClient, key: string): Promise<number> {
+    return client.incr(key);
+  },
+  /** Resolves false when the key does not exist. */
+  async expire(client: RedisClient, key: string, ttlMs: number): Promise<boolean> {
+    return (await client.pExpire(key, ttlMs)) === 1;
+  },
+  /**
+   * Runs a script by SHA, loading it when the server answers NOSCRIPT (after a restart,
+   * a failover or SCRIPT FLUSH), so callers never ship the source on the hot path.
+   */
+  async runScript(
+    client: RedisClient,
+    script: RedisScript,
+    keys: string[],
+    args: string[],
+  ): Promise<unknown> {
+    try {
+      return await client.evalSha(script.sha, { keys, arguments: args });
+    } catch (error) {
+      if (!(error instanceof ErrorReply) || !error.message.startsWith('NOSCRIPT')) throw error;
+      const loaded = await client.scriptLoad(script.source);
+      if (loaded !== script.sha) throw new Error(`SCRIPT LOAD returned ${loaded}, expected ${script.sha}`);
+      return client.evalSha(script.sha, { keys, arguments: args });
+    }
+  },
+};
