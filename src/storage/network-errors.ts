@@ -45,7 +45,7 @@ export function classifyNetworkError(
     if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'EADDRNOTAVAIL') {
       return make('connection_refused', `${where} is unreachable (${code})`);
     }
-    if (TLS_CODE.test(code) || (code === 'EPROTO' && /ssl|tls/i.test(message))) {
+    if (TLS_CODE.test(code) || (/^(EPROTO|ECONNRESET)$/.test(code) && /ssl|tls/i.test(message))) {
       return make('tls', `TLS handshake with ${where} failed: ${message || code}`);
     }
   }

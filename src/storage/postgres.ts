@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import postgres, { type Options, type Sql } from 'postgres';
 import { DEFAULT_POSTGRES_DSN, type Env, type PostgresTarget, parsePostgresDsn } from '../config.js';
@@ -26,6 +28,9 @@ export interface PostgresPoolOptions {
   /** Pool size; default 10. */
   max?: number;
 }
+
+/** postgres.js documents a `socket` factory option that its type definitions leave out. */
+type SocketFactory = () => Promise<Socket>;
 
 /** Resolves the target a library caller means: an explicit DSN, else POSTGRES_DSN, else the default. */
 export function resolvePostgresTarget(
@@ -70,9 +75,14 @@ function isIpAddress(host: string): boolean {
  * lazily, on the first query; `await sql.end()` closes them all.
  */
 export function createPostgresPool(options: PostgresPoolOptions = {}): Sql {
+  return createPool(options);
+}
+
+function createPool(options: PostgresPoolOptions & { socket?: SocketFactory }): Sql {
   const target = resolvePostgresTarget(options);
   const statementTimeoutMs = options.statementTimeoutMs ?? 30_000;
   return postgres({
+    ...(options.socket ? ({ socket: options.socket } as object) : {}),
     host: target.host,
     port: target.port,
     database: target.database,
@@ -120,18 +130,33 @@ export async function withPostgres<T>(
   options: PostgresCheckOptions,
   work: (sql: Sql, race: <R>(promise: Promise<R>) => Promise<R>) => Promise<T>,
 ): Promise<T> {
-  const sql = createPostgresPool({
+  // postgres.js's end() only half-closes a socket, which keeps the process alive while a
+  // silent peer or a long query holds the other half: bansho makes the sockets, so it can destroy them.
+  const sockets = new Set<Socket>();
+  const destroySockets = () => {
+    for (const socket of sockets) socket.destroy();
+  };
+  const sql = createPool({
     target,
     max: 1,
     connectTimeoutMs: options.timeoutMs,
     statementTimeoutMs: options.timeoutMs,
+    socket: async () => {
+      const socket = connect({ host: target.host, port: target.port });
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+      await once(socket, 'connect');
+      return socket;
+    },
   });
   const deadline = startDeadline({
     timeoutMs: options.timeoutMs,
     service: 'postgres',
     signal: options.signal,
-    // timeout 0: destroy the socket now rather than wait for a peer that does not answer.
-    onExpire: () => void sql.end({ timeout: 0 }).catch(() => {}),
+    onExpire: () => {
+      void sql.end({ timeout: 0 }).catch(() => {});
+      destroySockets();
+    },
   });
   try {
     const result = await work(sql, deadline.race);
@@ -143,6 +168,7 @@ export async function withPostgres<T>(
   } finally {
     deadline.clear();
     await sql.end({ timeout: 0 }).catch(() => {});
+    destroySockets();
   }
 }
 

@@ -54,6 +54,8 @@ export function createRedisClient(options: RedisClientOptions & { target?: Redis
     database: target.database,
     // CLIENT SETINFO is one more round trip, and fails on proxies and older servers.
     disableClientInfo: true,
+    // Asks the server for maintenance push messages: another round trip, useless to a check.
+    maintNotifications: 'disabled',
   });
   client.on('error', () => {});
   return client;

@@ -1,0 +1,200 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import {
+  type CliOptions,
+  type ConfigInput,
+  DEFAULT_TIMEOUT_MS,
+  type Env,
+  loadConfig,
+  readConfigFiles,
+  readEnvFile,
+} from '../src/config.js';
+import { BanshoError } from '../src/errors.js';
+
+const both = { redis: true, postgres: true };
+
+function load(options: CliOptions = {}, env: Env = {}, fileEnv: Env = {}, isTTY = false) {
+  const input: ConfigInput = { options, env, fileEnv, isTTY };
+  return loadConfig(input, both);
+}
+
+function configErrorOf(run: () => unknown): BanshoError {
+  try {
+    run();
+  } catch (error) {
+    assert.ok(error instanceof BanshoError, `expected a BanshoError, got ${String(error)}`);
+    assert.equal(error.code, 'config');
+    return error;
+  }
+  assert.fail('expected a config error');
+}
+
+describe('loadConfig precedence', () => {
+  test('uses documented defaults when nothing is set', () => {
+    const config = load();
+    assert.equal(config.redis?.display, 'redis://127.0.0.1:6379');
+    assert.equal(config.postgres?.display, 'postgres://postgres@127.0.0.1:5432/postgres');
+    assert.equal(config.timeoutMs, DEFAULT_TIMEOUT_MS);
+    assert.equal(config.output, 'human');
+    assert.equal(config.waitMs, undefined);
+  });
+
+  test('flags beat the environment, which beats .env', () => {
+    const env = { REDIS_URL: 'redis://env-host:1', POSTGRES_DSN: 'postgres://u@env-host/db' };
+    const fileEnv = { REDIS_URL: 'redis://file-host:2', POSTGRES_DSN: 'postgres://u@file-host/db' };
+    assert.equal(load({}, {}, fileEnv).redis?.host, 'file-host');
+    assert.equal(load({}, env, fileEnv).redis?.host, 'env-host');
+    assert.equal(load({}, env, fileEnv).postgres?.host, 'env-host');
+    assert.equal(load({ redisUrl: 'redis://flag-host' }, env, fileEnv).redis?.host, 'flag-host');
+    assert.equal(load({ postgresDsn: 'postgres://flag-host' }, env, fileEnv).postgres?.host, 'flag-host');
+  });
+
+  test('an empty variable is an error naming it, not a fallback to .env', () => {
+    const error = configErrorOf(() => load({}, { REDIS_URL: '' }, { REDIS_URL: 'redis://file-host' }));
+    assert.match(error.message, /^REDIS_URL is empty/);
+  });
+
+  test('validates only what the command needs', () => {
+    const input: ConfigInput = { options: {}, env: { POSTGRES_DSN: 'mysql://x' }, fileEnv: {}, isTTY: false };
+    const config = loadConfig(input, { redis: true, postgres: false });
+    assert.equal(config.postgres, undefined);
+    configErrorOf(() => loadConfig(input, { redis: false, postgres: true }));
+  });
+
+  test('names the .env file as the source of a bad value', () => {
+    const error = configErrorOf(() => load({}, {}, { POSTGRES_DSN: 'http://x' }));
+    assert.match(error.message, /^POSTGRES_DSN \(from \.env\) has unsupported scheme "http"/);
+  });
+});
+
+describe('loadConfig flags', () => {
+  test('parses durations for --timeout, --wait and --interval', () => {
+    const config = load({ timeout: '500ms', wait: '1m', interval: '2s' });
+    assert.equal(config.timeoutMs, 500);
+    assert.equal(config.waitMs, 60_000);
+    assert.equal(config.intervalMs, 2000);
+  });
+
+  test('refuses --interval without --wait, and --json with --quiet', () => {
+    assert.match(
+      configErrorOf(() => load({ interval: '1s' })).message,
+      /--interval only makes sense with --wait/,
+    );
+    assert.match(configErrorOf(() => load({ json: true, quiet: true })).message, /cannot be used together/);
+  });
+
+  test('colour only on a terminal, and never with NO_COLOR or TERM=dumb', () => {
+    assert.equal(load({}, {}, {}, true).color, true);
+    assert.equal(load({}, {}, {}, false).color, false);
+    assert.equal(load({}, { NO_COLOR: '1' }, {}, true).color, false);
+    assert.equal(load({}, { TERM: 'dumb' }, {}, true).color, false);
+  });
+});
+
+describe('REDIS_URL', () => {
+  test('masks the password in the display and keeps it for the client', () => {
+    const { redis, secrets } = load({ redisUrl: 'rediss://alice:s%40cret@cache.example:6380/3' });
+    assert.equal(redis?.display, 'rediss://alice:***@cache.example:6380/3');
+    assert.equal(redis?.password, 's@cret');
+    assert.equal(redis?.username, 'alice');
+    assert.equal(redis?.tls, true);
+    assert.equal(redis?.database, 3);
+    assert.ok(secrets.includes('s@cret') && secrets.includes('s%40cret'));
+  });
+
+  test('a password without a user is shown as :***@', () => {
+    assert.equal(load({ redisUrl: 'redis://:pw@127.0.0.1' }).redis?.display, 'redis://:***@127.0.0.1:6379');
+  });
+
+  test('accepts IPv6 literals', () => {
+    const { redis } = load({ redisUrl: 'redis://[::1]:6390' });
+    assert.equal(redis?.host, '::1');
+    assert.equal(redis?.display, 'redis://[::1]:6390');
+  });
+
+  for (const [url, pattern] of [
+    ['http://127.0.0.1', /unsupported scheme "http": use redis:\/\/ or rediss:\/\//],
+    ['redis://:hunter2@[bad', /^--redis-url is not a valid URL/],
+    ['not a url', /^--redis-url is not a valid URL/],
+    ['redis://127.0.0.1/abc', /path "\/abc": expected a database number/],
+    ['redis://127.0.0.1:0', /port 0/],
+    ['redis://127.0.0.1?protocol=3', /unsupported query parameter "protocol"/],
+    ['redis://:%E0%A4%A@127.0.0.1', /invalid percent-encoding/],
+  ] as const) {
+    test(`refuses ${url} without echoing it`, () => {
+      const error = configErrorOf(() => load({ redisUrl: url }));
+      assert.match(error.message, pattern);
+      assert.ok(!error.message.includes('hunter2'));
+    });
+  }
+});
+
+describe('POSTGRES_DSN', () => {
+  test('fills libpq defaults: port 5432, database named after the user', () => {
+    const { postgres } = load({ postgresDsn: 'postgresql://app:pw@db.internal' });
+    assert.equal(postgres?.port, 5432);
+    assert.equal(postgres?.database, 'app');
+    assert.equal(postgres?.sslMode, 'prefer');
+    assert.equal(postgres?.display, 'postgresql://app:***@db.internal:5432/app');
+  });
+
+  test('reads sslmode and sslrootcert; require with a root certificate verifies like verify-ca', () => {
+    const full = load({ postgresDsn: 'postgres://u@h/d?sslmode=verify-full&sslrootcert=/ca.pem' }).postgres;
+    assert.equal(full?.sslMode, 'verify-full');
+    assert.equal(full?.sslRootCert, '/ca.pem');
+    assert.equal(full?.display, 'postgres://u@h:5432/d?sslmode=verify-full&sslrootcert=/ca.pem');
+    assert.equal(
+      load({ postgresDsn: 'postgres://u@h/d?sslmode=require&sslrootcert=/ca.pem' }).postgres?.sslMode,
+      'verify-ca',
+    );
+  });
+
+  for (const [dsn, pattern] of [
+    ['mysql://u:hunter2@h/d', /unsupported scheme "mysql"/],
+    ['postgres://u:hunter2@h/d?sslmode=maybe', /sslmode "maybe": expected one of disable, allow/],
+    ['postgres://u:hunter2@h/d?statement_timeout=1', /unsupported query parameter "statement_timeout"/],
+    ['postgres://u:hunter2@/d', /is not a valid URL/],
+    ['postgres:///d', /has no host/],
+    ['postgres://u:hunter2@h/a/b', /expected one database name/],
+    ['host=localhost user=u password=hunter2', /is not a valid URL/],
+  ] as const) {
+    test(`refuses ${dsn.replace('hunter2', '***')} without echoing the password`, () => {
+      const error = configErrorOf(() => load({ postgresDsn: dsn }));
+      assert.match(error.message, pattern);
+      assert.ok(!error.message.includes('hunter2'));
+    });
+  }
+});
+
+describe('files', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bansho-config-'));
+
+  test('.env in the working directory is optional, --env-file is not', () => {
+    assert.deepEqual(readEnvFile(undefined, dir), {});
+    const error = configErrorOf(() => readEnvFile(join(dir, 'missing.env'), dir));
+    assert.match(error.message, /^--env-file ".*missing\.env" cannot be read \(ENOENT\)/);
+  });
+
+  test('parses .env with dotenv without touching process.env', () => {
+    writeFileSync(join(dir, '.env'), '# comment\nREDIS_URL="redis://from-file:1"\nBANSHO_TEST_UNSET=1\n');
+    assert.deepEqual(readEnvFile(undefined, dir), {
+      REDIS_URL: 'redis://from-file:1',
+      BANSHO_TEST_UNSET: '1',
+    });
+    assert.equal(process.env.BANSHO_TEST_UNSET, undefined);
+  });
+
+  test('an unreadable or non-PEM sslrootcert is a config error before any connection', () => {
+    const notPem = join(dir, 'ca.txt');
+    writeFileSync(notPem, 'hello');
+    const config = load({ postgresDsn: `postgres://u@h/d?sslmode=verify-full&sslrootcert=${notPem}` });
+    assert.match(configErrorOf(() => readConfigFiles(config)).message, /holds no PEM certificate/);
+    const missing = load({
+      postgresDsn: 'postgres://u@h/d?sslmode=verify-full&sslrootcert=/nonexistent.pem',
+    });
+    assert.match(configErrorOf(() => readConfigFiles(missing)).message, /cannot be read \(ENOENT\)/);
+  });
+});

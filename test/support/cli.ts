@@ -1,0 +1,86 @@
+/**
+ * Runs the built `bansho` bin as users do: a separate node process, in a directory of its
+ * own (so no stray .env is read), with a minimal environment that a test spells out.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const BIN = resolve(import.meta.dirname, '../../bin/bansho.js');
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** Wall time from spawn to exit, in milliseconds. */
+  elapsedMs: number;
+}
+
+export interface CliOptions {
+  /** Added to a minimal environment (PATH, HOME); nothing else leaks in from the test process. */
+  env?: Record<string, string>;
+  /** Default: a fresh empty temporary directory. */
+  cwd?: string;
+  /** Called once the process is spawned, e.g. to send it a signal. */
+  onSpawn?: (child: import('node:child_process').ChildProcess) => void;
+  /** The test fails rather than hangs: SIGKILL after this long (default 30 s). */
+  killAfterMs?: number;
+}
+
+export function emptyDir(): string {
+  return mkdtempSync(join(tmpdir(), 'bansho-cli-'));
+}
+
+export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
+  const start = performance.now();
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: options.cwd ?? emptyDir(),
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+  });
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  const killer = setTimeout(() => child.kill('SIGKILL'), options.killAfterMs ?? 30_000);
+  options.onSpawn?.(child);
+  return new Promise((resolvePromise, reject) => {
+    child.once('error', reject);
+    child.once('close', (code, signal) => {
+      clearTimeout(killer);
+      resolvePromise({ code, signal, stdout, stderr, elapsedMs: performance.now() - start });
+    });
+  });
+}
+
+/** Parses stdout as exactly one JSON document (throws otherwise). */
+export function parseJson(result: CliResult): {
+  status: string;
+  checks: Record<
+    string,
+    {
+      status: string;
+      target: string;
+      latencyMs: number;
+      version?: string;
+      message?: string;
+      pending?: string[];
+      error?: { code: string; message: string; hint: string; detail?: string[] };
+    }
+  >;
+  changes?: string[];
+  error?: { code: string; message: string; hint: string };
+} {
+  const lines = result.stdout.trim().split('\n');
+  if (lines.length !== 1) throw new Error(`expected one line of JSON on stdout, got:\n${result.stdout}`);
+  return JSON.parse(lines[0] as string);
+}
+
+/** The line a leaked handle would print; no run may ever show it. */
+export const LEAK_MESSAGE = 'a handle stayed open after the report';

@@ -1,0 +1,183 @@
+/**
+ * Fake servers that misbehave on purpose, for protocol-level tests: one that
+ * never answers, one that answers every redis command with an error, one that
+ * rejects every postgres startup with an ErrorResponse, and one that speaks
+ * something else entirely.
+ */
+import { createServer, type Socket } from 'node:net';
+import { LOOPBACK } from './net.js';
+
+export interface FakePeer {
+  port: number;
+  /** `${scheme}://127.0.0.1:${port}` */
+  url(scheme: string): string;
+  /** Stops listening and destroys every open connection. */
+  close(): Promise<void>;
+}
+
+/** Listens on a free loopback port, tracking sockets so close() never waits on a client. */
+function listenPeer(onConnection: (socket: Socket) => void): Promise<FakePeer> {
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    // Clients hanging up abruptly is expected here, not a test failure.
+    socket.on('error', () => {});
+    onConnection(socket);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, LOOPBACK, () => {
+      const address = server.address();
+      if (address === null || typeof address === 'string') {
+        reject(new Error(`unexpected listen address: ${String(address)}`));
+        return;
+      }
+      const { port } = address;
+      resolve({
+        port,
+        url: (scheme) => `${scheme}://${LOOPBACK}:${port}`,
+        close: () =>
+          new Promise<void>((done) => {
+            for (const socket of sockets) socket.destroy();
+            server.close(() => done());
+          }),
+      });
+    });
+  });
+}
+
+/** Accepts connections and never sends a byte: for connect/command timeout tests. */
+export function startSilentPeer(): Promise<FakePeer> {
+  return listenPeer((socket) => {
+    // Read and drop whatever the client sends, so its writes never back up.
+    socket.resume();
+  });
+}
+
+/** Writes `bytes` as soon as a client connects, then closes: "not the protocol you expected". */
+export function startGarbagePeer(bytes: string | Uint8Array): Promise<FakePeer> {
+  return listenPeer((socket) => {
+    socket.end(bytes);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Redis
+
+/**
+ * Answers every RESP command with `-${errorLine}\r\n`. Clients pipeline
+ * (node-redis sends HELLO / CLIENT SETINFO / PING in one write), so the
+ * stream is parsed and each complete command gets its own reply.
+ */
+export function startRedisErrorPeer(errorLine: string): Promise<FakePeer> {
+  // A CR or LF inside would end the error early and desynchronise the client.
+  const reply = `-${errorLine.replace(/[\r\n]+/g, ' ')}\r\n`;
+  return listenPeer((socket) => {
+    let pending = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      let consumed: number | undefined = takeRespCommand(pending);
+      while (consumed !== undefined) {
+        pending = pending.subarray(consumed);
+        socket.write(reply);
+        consumed = takeRespCommand(pending);
+      }
+    });
+  });
+}
+
+/**
+ * Byte length of the first complete command in `buffer`, or undefined if it
+ * is incomplete. Handles RESP arrays of bulk strings (what clients send) and
+ * inline commands (what `telnet`/`nc` users type).
+ */
+function takeRespCommand(buffer: Buffer): number | undefined {
+  if (buffer.length === 0) return undefined;
+  if (buffer[0] !== 0x2a /* '*' */) {
+    const newline = buffer.indexOf('\n');
+    return newline === -1 ? undefined : newline + 1;
+  }
+  const header = readLine(buffer, 0);
+  if (!header) return undefined;
+  const count = Number(header.text.slice(1));
+  let offset = header.next;
+  for (let i = 0; i < count; i++) {
+    const lengthLine = readLine(buffer, offset);
+    if (!lengthLine) return undefined;
+    const length = Number(lengthLine.text.slice(1));
+    offset = lengthLine.next + length + 2; // payload + CRLF
+    if (offset > buffer.length) return undefined;
+  }
+  return offset;
+}
+
+function readLine(buffer: Buffer, start: number): { text: string; next: number } | undefined {
+  const end = buffer.indexOf('\r\n', start);
+  if (end === -1) return undefined;
+  return { text: buffer.toString('latin1', start, end), next: end + 2 };
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL
+
+export interface PostgresErrorFields {
+  /** e.g. FATAL */
+  severity: string;
+  /** SQLSTATE, e.g. 53300 (too_many_connections) or 57P03 (cannot_connect_now) */
+  code: string;
+  message: string;
+}
+
+// Magic "protocol versions" of the special first packets (see protocol-message-formats).
+const SSL_REQUEST = 80877103;
+const GSSENC_REQUEST = 80877104;
+const CANCEL_REQUEST = 80877102;
+
+/**
+ * Rejects every connection the way a real server rejects a startup: refuses
+ * SSL/GSS encryption with 'N', reads the StartupMessage, sends an
+ * ErrorResponse with the given fields and closes.
+ */
+export function startPostgresErrorPeer(fields: PostgresErrorFields): Promise<FakePeer> {
+  const errorResponse = encodeErrorResponse(fields);
+  return listenPeer((socket) => {
+    let pending = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      pending = Buffer.concat([pending, chunk]);
+      // Startup-phase packets have no type byte: int32 length (including itself), int32 code, body.
+      while (pending.length >= 8) {
+        const length = pending.readInt32BE(0);
+        if (pending.length < length) return;
+        const code = pending.readInt32BE(4);
+        pending = pending.subarray(length);
+        if (code === SSL_REQUEST || code === GSSENC_REQUEST) {
+          socket.write('N'); // "not supported": the client continues in plain text
+          continue;
+        }
+        socket.off('data', onData);
+        if (code === CANCEL_REQUEST) socket.end();
+        else socket.end(errorResponse);
+        return;
+      }
+    };
+    socket.on('data', onData);
+  });
+}
+
+function encodeErrorResponse({ severity, code, message }: PostgresErrorFields): Buffer {
+  // S = localized severity, V = non-localized severity (9.6+), C = SQLSTATE, M = message.
+  const body = Buffer.concat([
+    ...[
+      ['S', severity],
+      ['V', severity],
+      ['C', code],
+      ['M', message],
+    ].map(([type, value]) => Buffer.from(`${type}${value}\0`, 'utf8')),
+    Buffer.from([0]),
+  ]);
+  const header = Buffer.alloc(5);
+  header.write('E', 0, 'latin1');
+  header.writeInt32BE(body.length + 4, 1);
+  return Buffer.concat([header, body]);
+}
