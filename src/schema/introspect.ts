@@ -57,7 +57,9 @@ export async function introspectSchema(sql: Sql | TransactionSql): Promise<Map<s
   for (const row of constraints)
     tables.get(row.table)?.constraints.push({ name: row.name, definition: row.definition });
   for (const row of indexes) {
-    tables.get(row.table)?.indexes.push({ name: row.name, columns: row.columns.split(','), partial: row.partial });
+    tables
+      .get(row.table)
+      ?.indexes.push({ name: row.name, columns: row.columns.split(','), partial: row.partial });
   }
   return tables;
 }
