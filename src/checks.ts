@@ -35,7 +35,11 @@ export interface Report {
   changes?: string[];
 }
 
-export type CheckOutcome = Pick<CheckResult, 'version' | 'message' | 'pending'> & { status?: CheckStatus };
+/** What a check reports on success; `latencyMs`, when given, replaces the time runCheck measured. */
+export type CheckOutcome = Pick<CheckResult, 'version' | 'message' | 'pending'> & {
+  status?: CheckStatus;
+  latencyMs?: number;
+};
 
 /**
  * Runs one check, timing it and turning a thrown error into a failed result, so that one
@@ -44,15 +48,25 @@ export type CheckOutcome = Pick<CheckResult, 'version' | 'message' | 'pending'> 
 export async function runCheck(target: string, check: () => Promise<CheckOutcome>): Promise<CheckResult> {
   const start = performance.now();
   try {
-    const outcome = await check();
-    return { status: 'pass', target, latencyMs: millisecondsSince(start), ...outcome };
+    const { latencyMs, ...outcome } = await check();
+    return {
+      status: 'pass',
+      target,
+      latencyMs: roundLatency(latencyMs ?? performance.now() - start),
+      ...outcome,
+    };
   } catch (error) {
-    return { status: 'fail', target, latencyMs: millisecondsSince(start), error: toCheckError(error) };
+    return {
+      status: 'fail',
+      target,
+      latencyMs: roundLatency(performance.now() - start),
+      error: toCheckError(error),
+    };
   }
 }
 
-function millisecondsSince(start: number): number {
-  return Math.round((performance.now() - start) * 10) / 10;
+function roundLatency(ms: number): number {
+  return Math.round(ms * 10) / 10;
 }
 
 export function toCheckError(error: unknown): CheckError {

@@ -40,9 +40,22 @@ export function buildProgram(
     .description("bansho's storage CLI: health checks and schema bootstrap for Redis and PostgreSQL")
     .version(version, '-V, --version')
     .addHelpText('after', EXIT_CODES_HELP)
-    .showSuggestionAfterError(true);
+    .showSuggestionAfterError(true)
+    // Throw instead of exiting, so that main maps usage errors to exit 2 (commander uses 1).
+    .exitOverride()
+    .configureOutput({
+      // One line: "bansho: unknown option '--jsn' (Did you mean --json?)".
+      outputError: (text, write) =>
+        write(
+          `bansho: ${text
+            .replace(/^error: /, '')
+            .trim()
+            .replace(/\s*\n\s*/g, ' ')}\n`,
+        ),
+    });
   for (const spec of COMMANDS) {
-    const command = new Command(spec.name).description(spec.summary);
+    // program.command() (not addCommand) so that the subcommand inherits exitOverride and output.
+    const command = program.command(spec.name).description(spec.summary);
     if (spec.needs.redis) command.option('--redis-url <url>', 'Redis URL (overrides REDIS_URL)');
     if (spec.needs.postgres)
       command.option('--postgres-dsn <dsn>', 'PostgreSQL DSN (overrides POSTGRES_DSN)');
@@ -59,7 +72,6 @@ export function buildProgram(
       .option('-v, --verbose', "also show the drivers' errors behind a failure");
     if (spec.hasWarnings) command.option('--strict', 'treat warnings (schema not bootstrapped) as failures');
     command.addHelpText('after', EXIT_CODES_HELP).action((options: CliOptions) => onCommand(spec, options));
-    program.addCommand(command);
   }
   return program;
 }

@@ -1,6 +1,6 @@
 import { CommanderError } from 'commander';
 import { buildProgram } from './cli.js';
-import { ExitCode } from './errors.js';
+import { ExitCode, hintFor } from './errors.js';
 import { runCommand } from './run.js';
 
 /** How long closing may take after a signal before the process is ended anyway. */
@@ -32,16 +32,19 @@ export async function main(argv: readonly string[]): Promise<void> {
       signal: controller.signal,
     });
   });
-  program.exitOverride().configureOutput({
-    outputError: (text, write) => write(`bansho: ${text.replace(/^error: /, '')}`),
-  });
-
   try {
     await program.parseAsync(argv);
   } catch (error) {
     if (!(error instanceof CommanderError)) throw error;
     // Commander exits 1 on a usage error; bansho's contract keeps 1 for failed checks.
     process.exitCode = error.exitCode === 0 ? ExitCode.healthy : ExitCode.usage;
+    // A CI step that asked for JSON gets its one document, even when the flags were wrong.
+    if (error.exitCode !== 0 && argv.includes('--json')) {
+      const message = error.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
+      process.stdout.write(
+        `${JSON.stringify({ status: 'fail', error: { code: 'config', message, hint: hintFor('config') } })}\n`,
+      );
+    }
   }
   watchForLeaks();
 }

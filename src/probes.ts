@@ -22,7 +22,10 @@ export async function redisCheck(
   const { checkRedis } = await import('./storage/redis.js');
   return runCheck(target.display, async () => {
     const probe = await checkRedis(target, { timeoutMs: config.timeoutMs, signal, write: options.write });
-    return probe.version === undefined ? {} : { version: `Redis ${probe.version}` };
+    return {
+      latencyMs: probe.latencyMs,
+      ...(probe.version === undefined ? {} : { version: `Redis ${probe.version}` }),
+    };
   });
 }
 

@@ -78,6 +78,8 @@ export async function closeRedis(client: RedisClient): Promise<void> {
 
 /** What one successful Redis check learned. */
 export interface RedisProbe {
+  /** From connect to closed socket, in milliseconds (creating the client is not counted). */
+  latencyMs: number;
   /** `redis_version` from INFO, when the server lets us read it. */
   version?: string;
   /** Whether a write was tried and succeeded (smoke's check). */
@@ -104,6 +106,8 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
     signal: options.signal,
     onExpire: () => client.destroy(),
   });
+  // node-redis builds its command table on the first createClient (~35 ms); that is start-up, not latency.
+  const start = performance.now();
   try {
     await deadline.race(client.connect());
     deadline.phase = 'waiting for PONG';
@@ -130,6 +134,7 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
     deadline.phase = 'closing';
     await deadline.race(closeRedis(client));
     return {
+      latencyMs: performance.now() - start,
       ...(version === undefined ? {} : { version }),
       ...(writable === undefined ? {} : { writable }),
     };
