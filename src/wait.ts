@@ -3,6 +3,8 @@ import { formatDuration } from './duration.js';
 
 /** Longest pause between two `--wait` attempts, however many have failed. */
 export const MAX_BACKOFF_MS = 5000;
+/** An attempt given less time than this would only report a timeout of bansho's own making. */
+const MIN_ATTEMPT_MS = 100;
 
 /**
  * The pause after failed attempt number `attempt` (1-based): doubling from `intervalMs` up to
@@ -41,6 +43,7 @@ export async function retryUntilHealthy(
     const left = remaining();
     if (left <= 0) return report;
     const delay = Math.min(backoffDelay(count, options.intervalMs, random()), left);
+    if (left - delay < Math.min(options.timeoutMs, MIN_ATTEMPT_MS)) return report;
     options.onRetry(
       `attempt ${count}: ${describeFailures(report)}; retrying in ${formatDuration(delay)} (${formatDuration(left)} left)`,
     );
