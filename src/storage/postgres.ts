@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { connect, type Socket } from 'node:net';
+import { connect, isIP, type Socket } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import postgres, { type Options, type Sql } from 'postgres';
 import { DEFAULT_POSTGRES_DSN, type Env, type PostgresTarget, parsePostgresDsn } from '../config.js';
@@ -61,13 +61,9 @@ export function tlsOptionsFor(target: PostgresTarget, ca: string | undefined): O
       return {
         rejectUnauthorized: true,
         ...(ca ? { ca } : {}),
-        ...(isIpAddress(target.host) ? {} : { servername: target.host }),
+        ...(isIP(target.host) !== 0 ? {} : { servername: target.host }),
       };
   }
-}
-
-function isIpAddress(host: string): boolean {
-  return /^[\d.]+$/.test(host) || host.includes(':');
 }
 
 /**

@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { isIP } from 'node:net';
 import { createClient, ErrorReply, type RedisClientType } from '@redis/client';
 import { DEFAULT_REDIS_URL, type Env, parseRedisUrl, type RedisTarget } from '../config.js';
 import { startDeadline } from '../deadline.js';
@@ -47,7 +48,7 @@ export function createRedisClient(options: RedisClientOptions & { target?: Redis
       port: target.port,
       connectTimeout,
       reconnectStrategy: options.reconnect ? (retries) => Math.min(50 * 2 ** retries, 2000) : false,
-      ...(target.tls ? { tls: true as const, servername: isIpAddress(target.host) ? '' : target.host } : {}),
+      ...(target.tls ? { tls: true as const, servername: isIP(target.host) !== 0 ? '' : target.host } : {}),
     },
     ...(target.username === undefined ? {} : { username: target.username }),
     ...(target.password === undefined ? {} : { password: target.password }),
@@ -59,10 +60,6 @@ export function createRedisClient(options: RedisClientOptions & { target?: Redis
   });
   client.on('error', () => {});
   return client;
-}
-
-function isIpAddress(host: string): boolean {
-  return /^[\d.]+$/.test(host) || host.includes(':');
 }
 
 /** Closes gracefully when the connection is healthy, and always releases the socket. */
