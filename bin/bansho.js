@@ -1,4 +1,5 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --
+// "node --": Node 20 would otherwise take a --env-file meant for bansho as its own (nodejs/node#54232).
 import { main } from '../dist/main.js';
 
 main(process.argv).catch((error) => {

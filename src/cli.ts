@@ -6,6 +6,7 @@ import { pingPostgresCommand } from './commands/ping-postgres.js';
 import { pingRedisCommand } from './commands/ping-redis.js';
 import { smokeCommand } from './commands/smoke.js';
 import type { CliOptions } from './config.js';
+import { redactUrls } from './redact.js';
 
 export const COMMANDS: readonly BanshoCommand[] = [
   pingRedisCommand,
@@ -45,13 +46,7 @@ export function buildProgram(
     .exitOverride()
     .configureOutput({
       // One line: "bansho: unknown option '--jsn' (Did you mean --json?)".
-      outputError: (text, write) =>
-        write(
-          `bansho: ${text
-            .replace(/^error: /, '')
-            .trim()
-            .replace(/\s*\n\s*/g, ' ')}\n`,
-        ),
+      outputError: (text, write) => write(`bansho: ${usageMessage(text)}\n`),
     });
   for (const spec of COMMANDS) {
     // program.command() (not addCommand) so that the subcommand inherits exitOverride and output.
@@ -74,4 +69,14 @@ export function buildProgram(
     command.addHelpText('after', EXIT_CODES_HELP).action((options: CliOptions) => onCommand(spec, options));
   }
   return program;
+}
+
+/** Commander's error text as bansho's one line: no "error:" prefix, no line breaks, no password. */
+export function usageMessage(text: string): string {
+  return redactUrls(
+    text
+      .replace(/^error: /, '')
+      .trim()
+      .replace(/\s*\n\s*/g, ' '),
+  );
 }

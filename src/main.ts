@@ -1,5 +1,5 @@
 import { CommanderError } from 'commander';
-import { buildProgram } from './cli.js';
+import { buildProgram, usageMessage } from './cli.js';
 import { ExitCode, hintFor } from './errors.js';
 import { runCommand } from './run.js';
 
@@ -40,7 +40,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     process.exitCode = error.exitCode === 0 ? ExitCode.healthy : ExitCode.usage;
     // A CI step that asked for JSON gets its one document, even when the flags were wrong.
     if (error.exitCode !== 0 && argv.includes('--json')) {
-      const message = error.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
+      const message = usageMessage(error.message);
       process.stdout.write(
         `${JSON.stringify({ status: 'fail', error: { code: 'config', message, hint: hintFor('config') } })}\n`,
       );

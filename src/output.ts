@@ -1,11 +1,11 @@
 import { Chalk, type ChalkInstance } from 'chalk';
 import type { CheckError, CheckResult, CheckStatus, Report } from './checks.js';
 import { formatDuration } from './duration.js';
-import { scrubSecrets } from './redact.js';
+import { redactUrls, scrubSecrets } from './redact.js';
 
 /**
- * The only place that writes to stdout and stderr. Everything passes through `scrubSecrets`
- * on its way out, so a password quoted by a driver in some unforeseen form is still masked.
+ * Writes reports and errors to stdout and stderr. Everything passes through `redactUrls` and
+ * `scrubSecrets` on its way out, so a password quoted by a driver in some unforeseen form is still masked.
  */
 export interface Output {
   /** The report: human lines, or exactly one JSON document, or nothing with --quiet. */
@@ -32,7 +32,7 @@ const STATUS_WORDS: Record<CheckStatus, string> = { pass: 'PASS', warn: 'WARN', 
 export function createOutput(options: OutputOptions): Output {
   const paint = new Chalk({ level: options.color ? 1 : 0 });
   const write = (stream: NodeJS.WritableStream, text: string) =>
-    stream.write(scrubSecrets(text, options.secrets));
+    stream.write(scrubSecrets(redactUrls(text), options.secrets));
   let progressOpen = false;
   const updating = options.stderr.isTTY === true;
 

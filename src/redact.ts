@@ -15,6 +15,14 @@ export function redactUrl(text: string): string {
 }
 
 /**
+ * Masks the password of every URL inside free text, such as commander's
+ * "unknown option '--redis-url=redis://:pw@host'", where no parsed URL is at hand.
+ */
+export function redactUrls(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:@/'"]*:)[^\s'"]*@/gi, `$1${MASK}@`);
+}
+
+/**
  * Replaces every known secret in `text` with the mask: the last line of defence for
  * messages written by drivers, which may quote a password in ways no URL rule foresees.
  */

@@ -42,8 +42,12 @@ export async function retryUntilHealthy(
     if (report.status !== 'fail' || options.signal.aborted) return report;
     const left = remaining();
     if (left <= 0) return report;
-    const delay = Math.min(backoffDelay(count, options.intervalMs, random()), left);
-    if (left - delay < Math.min(options.timeoutMs, MIN_ATTEMPT_MS)) return report;
+    // The last pause is shortened so that one more attempt still fits before the deadline.
+    const delay = Math.min(
+      backoffDelay(count, options.intervalMs, random()),
+      left - Math.min(options.timeoutMs, MIN_ATTEMPT_MS),
+    );
+    if (delay < 0) return report;
     options.onRetry(
       `attempt ${count}: ${describeFailures(report)}; retrying in ${formatDuration(delay)} (${formatDuration(left)} left)`,
     );

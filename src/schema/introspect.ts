@@ -2,12 +2,31 @@ import type { Sql, TransactionSql } from 'postgres';
 import type { ActualColumn, ActualConstraint, ActualIndex, ActualTable } from './plan.js';
 import { SCHEMA } from './spec.js';
 
+/** pg_class.relkind, in words. */
+const KINDS: Record<string, string> = {
+  r: 'table',
+  p: 'table',
+  v: 'view',
+  m: 'materialized view',
+  i: 'index',
+  I: 'index',
+  S: 'sequence',
+  f: 'foreign table',
+  c: 'composite type',
+};
+
 /**
  * Reads the spec's tables as they exist in the current schema: columns, constraints and
- * plain-column indexes. Three catalog queries, whatever the number of tables.
+ * plain-column indexes. Four catalog queries, whatever the number of tables.
  */
 export async function introspectSchema(sql: Sql | TransactionSql): Promise<Map<string, ActualTable>> {
   const names = SCHEMA.map((table) => table.name);
+  // Every relation with a spec'd name, whatever its kind: a view called api_keys is drift, not absence.
+  const relations = await sql<{ table: string; kind: string }[]>`
+    select c.relname as table, c.relkind as kind
+    from pg_class c
+    join pg_namespace n on n.oid = c.relnamespace and n.nspname = current_schema()
+    where c.relname in ${sql(names)}`;
   const columns = await sql<
     { table: string; column: string; type: string; not_null: boolean; default: string | null }[]
   >`
@@ -17,7 +36,7 @@ export async function introspectSchema(sql: Sql | TransactionSql): Promise<Map<s
     join pg_namespace n on n.oid = c.relnamespace and n.nspname = current_schema()
     join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
     left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
-    where c.relname in ${sql(names)} and c.relkind in ('r', 'p')
+    where c.relname in ${sql(names)}
     order by c.relname, a.attnum`;
   const constraints = await sql<{ table: string; name: string; definition: string }[]>`
     select c.relname as table, k.conname as name, pg_get_constraintdef(k.oid) as definition
@@ -41,18 +60,25 @@ export async function introspectSchema(sql: Sql | TransactionSql): Promise<Map<s
     string,
     {
       name: string;
+      kind: string;
       columns: Map<string, ActualColumn>;
       constraints: ActualConstraint[];
       indexes: ActualIndex[];
     }
   >();
+  for (const row of relations) {
+    tables.set(row.table, {
+      name: row.table,
+      kind: KINDS[row.kind] ?? `relation of kind ${row.kind}`,
+      columns: new Map(),
+      constraints: [],
+      indexes: [],
+    });
+  }
   for (const row of columns) {
-    let table = tables.get(row.table);
-    if (!table) {
-      table = { name: row.table, columns: new Map(), constraints: [], indexes: [] };
-      tables.set(row.table, table);
-    }
-    table.columns.set(row.column, { type: row.type, notNull: row.not_null, default: row.default });
+    tables
+      .get(row.table)
+      ?.columns.set(row.column, { type: row.type, notNull: row.not_null, default: row.default });
   }
   for (const row of constraints)
     tables.get(row.table)?.constraints.push({ name: row.name, definition: row.definition });

@@ -21,6 +21,8 @@ export interface ActualIndex {
 /** A table as found in the database by `introspectSchema`. */
 export interface ActualTable {
   name: string;
+  /** 'table', or what else holds the name ('view', 'sequence', …); absent means 'table'. */
+  kind?: string;
   columns: ReadonlyMap<string, ActualColumn>;
   constraints: readonly ActualConstraint[];
   indexes: readonly ActualIndex[];
@@ -55,6 +57,10 @@ export function planSchema(
       for (const index of table.indexes) {
         plan.steps.push({ description: `create index ${index.name}`, sql: createIndexSql(table, index) });
       }
+      continue;
+    }
+    if (found.kind !== undefined && found.kind !== 'table') {
+      plan.problems.push(`${table.name} exists but is a ${found.kind}, not a table`);
       continue;
     }
     plan.problems.push(...compareColumns(table, found), ...compareConstraints(table, found));

@@ -128,8 +128,12 @@ export async function withPostgres<T>(
 ): Promise<T> {
   // postgres.js's end() only half-closes a socket, which keeps the process alive while a
   // silent peer or a long query holds the other half: bansho makes the sockets, so it can destroy them.
+  // It also redials when a socket closes during startup; a check dials exactly once.
   const sockets = new Set<Socket>();
+  let dialled = false;
+  let finished = false;
   const destroySockets = () => {
+    finished = true;
     for (const socket of sockets) socket.destroy();
   };
   const sql = createPool({
@@ -138,6 +142,18 @@ export async function withPostgres<T>(
     connectTimeoutMs: options.timeoutMs,
     statementTimeoutMs: options.timeoutMs,
     socket: async () => {
+      if (finished)
+        throw new BanshoError('interrupted', 'the check is over: not reconnecting', { service: 'postgres' });
+      if (dialled) {
+        throw new BanshoError(
+          'protocol',
+          `${target.display} closed the connection before the session started`,
+          {
+            service: 'postgres',
+          },
+        );
+      }
+      dialled = true;
       const socket = connect({ host: target.host, port: target.port });
       sockets.add(socket);
       socket.once('close', () => sockets.delete(socket));

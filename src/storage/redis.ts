@@ -1,6 +1,12 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
-import { createClient, ErrorReply, type RedisClientType } from '@redis/client';
+import {
+  ConnectionTimeoutError,
+  createClient,
+  ErrorReply,
+  type RedisClientType,
+  SocketClosedUnexpectedlyError,
+} from '@redis/client';
 import { DEFAULT_REDIS_URL, type Env, parseRedisUrl, type RedisTarget } from '../config.js';
 import { startDeadline } from '../deadline.js';
 import { BanshoError } from '../errors.js';
@@ -62,14 +68,26 @@ export function createRedisClient(options: RedisClientOptions & { target?: Redis
   return client;
 }
 
-/** Closes gracefully when the connection is healthy, and always releases the socket. */
-export async function closeRedis(client: RedisClient): Promise<void> {
+/**
+ * Closes gracefully (waiting for replies in flight) when the connection is healthy, for at
+ * most `graceMs` milliseconds (default 1000), and always releases the socket: node-redis's
+ * close() waits forever for a server that stopped answering.
+ */
+export async function closeRedis(client: RedisClient, graceMs = 1000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
   try {
-    if (client.isReady) await client.close();
+    if (client.isReady) {
+      const grace = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, graceMs);
+      });
+      await Promise.race([client.close(), grace]);
+    }
   } catch {
     // A failed QUIT leaves nothing to save: destroy below frees the socket either way.
   } finally {
-    if (client.isOpen) client.destroy();
+    clearTimeout(timer);
+    // Unconditional: close() marks the client closed before its socket is, and destroy() is idempotent.
+    client.destroy();
   }
 }
 
@@ -191,16 +209,18 @@ export function classifyRedisError(error: unknown, target: RedisTarget): BanshoE
   }
   const network = classifyNetworkError(error, 'redis', where);
   if (network) return network;
-  const names = errorChain(error).map((layer) => (layer as Error).name ?? '');
-  const messages = errorChain(error).map((layer) => String(layer.message ?? ''));
-  if (names.includes('ConnectionTimeoutError')) {
+  const layers = errorChain(error);
+  // node-redis leaves `name` as "Error" on its own classes: only instanceof tells them apart.
+  if (layers.some((layer) => layer instanceof ConnectionTimeoutError)) {
     return new BanshoError('timeout', `connecting to ${where} timed out`, { cause: error, service: 'redis' });
   }
+  const messages = layers.map((layer) => String(layer.message ?? ''));
   if (
-    names.includes('SocketClosedUnexpectedlyError') ||
+    layers.some((layer) => layer instanceof SocketClosedUnexpectedlyError) ||
     messages.some((message) => /protocol error|parse|ECONNRESET|socket hang up/i.test(message))
   ) {
-    return new BanshoError('protocol', `${where} closed the connection without a Redis reply`, {
+    const tlsHint = target.tls ? '' : ' (if the server expects TLS, use rediss://)';
+    return new BanshoError('protocol', `${where} closed the connection without a Redis reply${tlsHint}`, {
       cause: error,
       service: 'redis',
     });

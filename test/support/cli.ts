@@ -1,11 +1,12 @@
 /**
- * Runs the built `bansho` bin as users do: a separate node process, in a directory of its
- * own (so no stray .env is read), with a minimal environment that a test spells out.
+ * Runs the built `bansho` bin as users do: the executable itself (its shebang starts node),
+ * in a directory of its own (so no stray .env is read), with a minimal environment that a
+ * test spells out.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 export const BIN = resolve(import.meta.dirname, '../../bin/bansho.js');
 
@@ -35,9 +36,9 @@ export function emptyDir(): string {
 
 export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
   const start = performance.now();
-  const child = spawn(process.execPath, [BIN, ...args], {
+  const child = spawn(BIN, args, {
     cwd: options.cwd ?? emptyDir(),
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...options.env },
+    env: { PATH: pathWithThisNode(), HOME: process.env.HOME ?? '/root', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -84,3 +85,8 @@ export function parseJson(result: CliResult): {
 
 /** The line a leaked handle would print; no run may ever show it. */
 export const LEAK_MESSAGE = 'a handle stayed open after the report';
+
+/** PATH with the directory of the node running the tests first, so the shebang finds the same node. */
+function pathWithThisNode(): string {
+  return `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}`;
+}
