@@ -54,7 +54,8 @@ console.log(
 for (const [name, values] of Object.entries(samples)) {
   const sorted = [...values].sort((a, b) => a - b);
   const median = percentile(sorted, 0.5);
-  const delta = name === 'node -e 0' ? '' : `+${(median - baseline).toFixed(1)} ms`;
+  const diff = median - baseline;
+  const delta = name === 'node -e 0' ? '' : `${diff >= 0 ? '+' : '-'}${Math.abs(diff).toFixed(1)} ms`;
   console.log(
     `${name.padEnd(22)} ${`${median.toFixed(1)} ms`.padStart(9)} ${`${percentile(sorted, 0.9).toFixed(1)} ms`.padStart(9)} ${delta.padStart(13)}`,
   );

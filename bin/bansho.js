@@ -1,6 +1,6 @@
 #!/usr/bin/env -S node --
 // "node --": Node 20 would otherwise take a --env-file meant for bansho as its own (nodejs/node#54232).
-import { main } from '../dist/main.js';
+import { main } from '../dist/bansho.mjs';
 
 main(process.argv).catch((error) => {
   // Only a bug of bansho's lands here: say so in one line, no stack, and exit non-zero.
