@@ -1,5 +1,4 @@
-#!/usr/bin/env -S node --
-// "node --": Node 20 would otherwise take a --env-file meant for bansho as its own (nodejs/node#54232).
+#!/usr/bin/env node
 import { main } from '../dist/bansho.mjs';
 
 main(process.argv).catch((error) => {

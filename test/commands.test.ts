@@ -850,7 +850,8 @@ describe('configuration precedence, end to end', { concurrency: true }, () => {
   test('--env-file naming a missing file exits 2 with one line on stderr and nothing attempted', async () => {
     const cwd = dirWithEnvFile(`REDIS_URL=${redis.url}\n`);
     const missing = join(cwd, 'missing.env');
-    const result = await bansho(['ping-redis', '--env-file', missing], { cwd });
+    // `node --`: otherwise Node itself rejects the missing file first (next test).
+    const result = await bansho(['ping-redis', '--env-file', missing], { cwd, nodeArgs: ['--'] });
     assertExit(result, 2);
     assert.equal(result.stdout, '');
     assert.equal(result.stderr, `bansho: --env-file ${JSON.stringify(missing)} cannot be read (ENOENT)\n`);
@@ -859,12 +860,23 @@ describe('configuration precedence, end to end', { concurrency: true }, () => {
   test('--env-file=<missing> with --json exits 2 with a config error document', async () => {
     const cwd = dirWithEnvFile(`REDIS_URL=${redis.url}\n`);
     const missing = join(cwd, 'missing.env');
-    const result = await bansho(['ping-redis', `--env-file=${missing}`, '--json'], { cwd });
+    const result = await bansho(['ping-redis', `--env-file=${missing}`, '--json'], { cwd, nodeArgs: ['--'] });
     assertExit(result, 2);
     const doc = parseJson(result);
     assert.equal(doc.status, 'fail');
     assert.equal(doc.error?.code, 'config');
     assert.ok(doc.error?.message.includes(missing), doc.error?.message);
+  });
+
+  test('run as the bansho executable, a missing --env-file stops the process before any connection', async () => {
+    const cwd = dirWithEnvFile(`REDIS_URL=redis://127.0.0.1:${await freePort()}\n`);
+    const missing = join(cwd, 'missing.env');
+    const result = await bansho(['ping-redis', '--env-file', missing], { cwd });
+    // Node reads a --env-file even after the script's name (nodejs/node#54232) and exits 9
+    // before bansho runs; where it does not, bansho's own exit 2 applies. Never a check's 0 or 1.
+    if (result.code === 9) assert.equal(result.stderr, `node: ${missing}: not found\n`);
+    else assertExit(result, 2);
+    assert.equal(result.stdout, '');
   });
 
   test('POSTGRES_DSN from .env is used by ping-postgres and smoke', async () => {

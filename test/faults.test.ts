@@ -1024,6 +1024,7 @@ describe('bad input exits 2 with one line on stderr and connects to nothing', ()
     args: () => string[];
     env?: () => Record<string, string>;
     envFile?: () => string;
+    nodeArgs?: string[];
     mentions: RegExp;
   }> = [
     {
@@ -1177,6 +1178,8 @@ describe('bad input exits 2 with one line on stderr and connects to nothing', ()
     {
       name: 'an --env-file that does not exist',
       args: () => ['ping-redis', '--env-file', '/nonexistent/bansho.env'],
+      // `node --` hands the flag to bansho; run bare, Node 20 rejects the missing file itself.
+      nodeArgs: ['--'],
       env: good,
       mentions: /--env-file/,
     },
@@ -1187,7 +1190,11 @@ describe('bad input exits 2 with one line on stderr and connects to nothing', ()
       const connectionsBefore = listener.connections();
       const cwd = emptyDir();
       if (spec.envFile) await writeFile(join(cwd, '.env'), spec.envFile());
-      const result = await runCli(spec.args(), { env: spec.env?.() ?? {}, cwd });
+      const result = await runCli(spec.args(), {
+        env: spec.env?.() ?? {},
+        cwd,
+        ...(spec.nodeArgs ? { nodeArgs: spec.nodeArgs } : {}),
+      });
       const context = describeRun(result);
       assert.equal(result.code, 2, context);
       const lines = result.stderr.split('\n').filter((line) => line.trim() !== '');

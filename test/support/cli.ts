@@ -26,6 +26,11 @@ export interface CliOptions {
   cwd?: string;
   /** Called once the process is spawned, e.g. to send it a signal. */
   onSpawn?: (child: import('node:child_process').ChildProcess) => void;
+  /**
+   * Run as `node <nodeArgs> bin/bansho.js …` instead of the executable, e.g. ['--'] so that
+   * Node leaves a --env-file after the script to bansho (Node reads it itself otherwise).
+   */
+  nodeArgs?: string[];
   /** The test fails rather than hangs: SIGKILL after this long (default 30 s). */
   killAfterMs?: number;
 }
@@ -36,7 +41,10 @@ export function emptyDir(): string {
 
 export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
   const start = performance.now();
-  const child = spawn(BIN, args, {
+  const [command, argv] = options.nodeArgs
+    ? [process.execPath, [...options.nodeArgs, BIN, ...args]]
+    : [BIN, [...args]];
+  const child = spawn(command, argv, {
     cwd: options.cwd ?? emptyDir(),
     env: { PATH: pathWithThisNode(), HOME: process.env.HOME ?? '/root', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
