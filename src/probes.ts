@@ -1,5 +1,5 @@
 import { type CheckResult, runCheck } from './checks.js';
-import type { Config } from './config.js';
+import type { Config, Needs } from './config.js';
 import { SCHEMA } from './schema/spec.js';
 
 /*
@@ -7,6 +7,18 @@ import { SCHEMA } from './schema/spec.js';
  * are imported on first use, before the clock starts: `ping-redis` should not pay for loading the PostgreSQL driver,
  * and a healthcheck pays start-up time every few seconds.
  */
+
+/**
+ * Loads the drivers a command needs, and builds node-redis's command table, before any
+ * check's clock starts: checks run concurrently, and one driver's start-up blocking the
+ * event loop must not show up as another server's latency.
+ */
+export async function loadDrivers(needs: Needs): Promise<void> {
+  await Promise.all([
+    needs.redis ? import('./storage/redis.js').then((redis) => redis.warmRedisDriver()) : undefined,
+    needs.postgres ? import('./schema/ensure.js') : undefined,
+  ]);
+}
 
 function required<T>(value: T | undefined, name: string): T {
   if (value === undefined) throw new Error(`bug: ${name} was not configured for this command`);

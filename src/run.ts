@@ -10,6 +10,7 @@ import {
 } from './config.js';
 import { BanshoError, ExitCode } from './errors.js';
 import { createOutput } from './output.js';
+import { loadDrivers } from './probes.js';
 import { retryUntilHealthy } from './wait.js';
 
 export interface RunContext {
@@ -48,6 +49,7 @@ export async function runCommand(
     stdout: context.stdout,
     stderr: context.stderr,
   });
+  await loadDrivers(command.needs);
   const attempt = (timeoutMs: number) => command.run({ ...config, timeoutMs }, context.signal);
   const report =
     config.waitMs === undefined
