@@ -147,14 +147,24 @@ function isSet(value: string | undefined): boolean {
   return value !== undefined && value !== '';
 }
 
-/** Parses a URL without ever echoing it: a malformed URL may still hold a password. */
-function parseUrl(setting: Setting, shape: string): URL {
+/**
+ * Parses a URL with one of `schemes` (without the colon) without ever echoing it: a
+ * malformed URL may still hold a password.
+ */
+function parseUrl(setting: Setting, shape: string, schemes: readonly string[]): URL {
   if (setting.value.trim() === '') throw configError(`${setting.source} is empty: expected ${shape}`);
+  let url: URL;
   try {
-    return new URL(setting.value.trim());
+    url = new URL(setting.value.trim());
   } catch {
     throw configError(`${setting.source} is not a valid URL: expected ${shape}`);
   }
+  const scheme = url.protocol.slice(0, -1);
+  if (!schemes.includes(scheme)) {
+    const expected = schemes.map((name) => `${name}://`).join(' or ');
+    throw configError(`${setting.source} has unsupported scheme "${scheme}": use ${expected}`);
+  }
+  return url;
 }
 
 function parsePort(url: URL, setting: Setting, fallback: number): number {
@@ -187,12 +197,7 @@ function displayHost(host: string): string {
 const REDIS_SHAPE = 'redis://[[user]:password@]host[:port][/db] or rediss://…';
 
 export function parseRedisUrl(setting: Setting): RedisTarget {
-  const url = parseUrl(setting, REDIS_SHAPE);
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
-    throw configError(
-      `${setting.source} has unsupported scheme "${url.protocol.slice(0, -1)}": use redis:// or rediss://`,
-    );
-  }
+  const url = parseUrl(setting, REDIS_SHAPE, ['redis', 'rediss']);
   const host = parseHost(url, setting);
   const port = parsePort(url, setting, 6379);
   const path = url.pathname.replace(/^\//, '');
@@ -223,12 +228,7 @@ const SSL_MODES: readonly SslMode[] = ['disable', 'allow', 'prefer', 'require', 
 const POSTGRES_PARAMS = ['sslmode', 'sslrootcert', 'application_name', 'connect_timeout'];
 
 export function parsePostgresDsn(setting: Setting): PostgresTarget {
-  const url = parseUrl(setting, POSTGRES_SHAPE);
-  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
-    throw configError(
-      `${setting.source} has unsupported scheme "${url.protocol.slice(0, -1)}": use postgres:// or postgresql://`,
-    );
-  }
+  const url = parseUrl(setting, POSTGRES_SHAPE, ['postgres', 'postgresql']);
   const host = parseHost(url, setting);
   const port = parsePort(url, setting, 5432);
   for (const key of url.searchParams.keys()) {

@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
-import { createConnection, createServer, type Socket } from 'node:net';
+import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import postgres from 'postgres';
@@ -26,6 +26,7 @@ import {
   startPostgresErrorPeer,
   startRedis,
   startRedisErrorPeer,
+  startSilentPeer,
   type TlsFiles,
 } from './support/servers.js';
 
@@ -177,39 +178,8 @@ async function holdRedisConnection(port: number): Promise<Socket> {
 }
 
 /** A listener that counts the connections made to it, and never answers (or sends `reply` and hangs up). */
-interface CountingListener {
-  port: number;
-  connections(): number;
-  close(): Promise<void>;
-}
-
-function startCountingListener(reply?: string): Promise<CountingListener> {
-  const sockets = new Set<Socket>();
-  let count = 0;
-  const server = createServer((socket) => {
-    count++;
-    sockets.add(socket);
-    socket.on('error', () => {});
-    socket.once('close', () => sockets.delete(socket));
-    socket.resume();
-    if (reply !== undefined) socket.end(reply);
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      if (address === null || typeof address === 'string') throw new Error('no port');
-      resolve({
-        port: address.port,
-        connections: () => count,
-        close: () =>
-          new Promise<void>((done) => {
-            for (const socket of sockets) socket.destroy();
-            server.close(() => done());
-          }),
-      });
-    });
-  });
+function startFakePeer(reply?: string): Promise<FakePeer> {
+  return reply === undefined ? startSilentPeer() : startGarbagePeer(reply);
 }
 
 // ---------------------------------------------------------------------------
@@ -773,7 +743,7 @@ describe('protocol', () => {
   });
 
   test('ping-postgres exits 1 with protocol, after one connection, when the peer answers with HTTP (fake peer)', async () => {
-    const peer = await startCountingListener('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
+    const peer = await startFakePeer('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
     try {
       const result = await expectFailure(
         ['ping-postgres', '--timeout', '3s'],
@@ -833,7 +803,7 @@ describe('timeout', () => {
     ['ensure-schema', (port: number) => ({ POSTGRES_DSN: pgDsn(port, `${PG_USER}:${enc(SECRET)}`) })],
   ] as const) {
     test(`${command} exits 1 with timeout when a peer accepts TCP and says nothing, having connected once (fake silent peer)`, async () => {
-      const peer = await startCountingListener();
+      const peer = await startFakePeer();
       try {
         const result = await expectFailure([command, '--timeout', '500ms'], env(peer.port), {
           check: command === 'ensure-schema' ? 'schema' : command.replace('ping-', ''),
@@ -853,7 +823,7 @@ describe('timeout', () => {
   }
 
   test('ping-postgres on a silent peer exits right after its --timeout 1500ms report, with no handle left open', async () => {
-    const peer = await startCountingListener();
+    const peer = await startFakePeer();
     try {
       const result = await expectFailure(
         ['ping-postgres', '--timeout', '1500ms'],
@@ -870,7 +840,7 @@ describe('timeout', () => {
   });
 
   test('smoke bounds every check by --timeout, concurrently, when both peers are silent', async () => {
-    const peer = await startCountingListener();
+    const peer = await startFakePeer();
     try {
       const result = await expectFailure(
         ['smoke', '--timeout', '500ms'],
@@ -1008,9 +978,9 @@ describe('secrets are never printed', () => {
 // Bad input: exit 2, one line naming the culprit, no connection attempted
 
 describe('bad input exits 2 with one line on stderr and connects to nothing', () => {
-  let listener: CountingListener;
+  let listener: FakePeer;
   before(async () => {
-    listener = await startCountingListener();
+    listener = await startFakePeer();
   });
   after(() => listener.close());
 

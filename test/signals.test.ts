@@ -7,59 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { createServer, type Socket } from 'node:net';
 import { after, before, describe, type TestContext, test } from 'node:test';
 import { type CliResult, LEAK_MESSAGE, parseJson, runCli } from './support/cli.js';
-import { freePort } from './support/servers.js';
+import { type FakePeer, freePort, startSilentPeer } from './support/servers.js';
 
 /** Signal to exit; "well under a second" is the requirement, this machine is noisy. */
 const PROMPT_MS = 1500;
 const EXPECTED_EXIT: Record<'SIGINT' | 'SIGTERM', number> = { SIGINT: 130, SIGTERM: 143 };
-
-/** A peer that accepts, never answers, and reports when a client connects and when it hangs up. */
-interface WatchingPeer {
-  port: number;
-  /** Resolves on the next connection made after the call. */
-  nextConnection(): Promise<Socket>;
-  openSockets(): number;
-  /** Connections accepted so far. */
-  connections(): number;
-  close(): Promise<void>;
-}
-
-function startWatchingPeer(): Promise<WatchingPeer> {
-  const sockets = new Set<Socket>();
-  let count = 0;
-  let waiters: Array<(socket: Socket) => void> = [];
-  const server = createServer((socket) => {
-    count++;
-    sockets.add(socket);
-    socket.on('error', () => {});
-    socket.once('close', () => sockets.delete(socket));
-    socket.resume();
-    const current = waiters;
-    waiters = [];
-    for (const waiter of current) waiter(socket);
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      if (address === null || typeof address === 'string') throw new Error('no port');
-      resolve({
-        port: address.port,
-        nextConnection: () => new Promise((done) => waiters.push(done)),
-        openSockets: () => sockets.size,
-        connections: () => count,
-        close: () =>
-          new Promise<void>((done) => {
-            for (const socket of sockets) socket.destroy();
-            server.close(() => done());
-          }),
-      });
-    });
-  });
-}
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -158,11 +112,11 @@ async function assertPeerReleased(
   );
 }
 
-let peer: WatchingPeer;
+let peer: FakePeer;
 let closedPort: number;
 
 before(async () => {
-  peer = await startWatchingPeer();
+  peer = await startSilentPeer();
   closedPort = await freePort();
 });
 

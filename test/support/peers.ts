@@ -11,6 +11,12 @@ export interface FakePeer {
   port: number;
   /** `${scheme}://127.0.0.1:${port}` */
   url(scheme: string): string;
+  /** Connections accepted so far: "nothing was attempted" is zero. */
+  connections(): number;
+  /** Connections still open. */
+  openSockets(): number;
+  /** Resolves on the next connection accepted after the call. */
+  nextConnection(): Promise<Socket>;
   /** Stops listening and destroys every open connection. */
   close(): Promise<void>;
 }
@@ -18,12 +24,18 @@ export interface FakePeer {
 /** Listens on a free loopback port, tracking sockets so close() never waits on a client. */
 function listenPeer(onConnection: (socket: Socket) => void): Promise<FakePeer> {
   const sockets = new Set<Socket>();
+  let count = 0;
+  let waiters: Array<(socket: Socket) => void> = [];
   const server = createServer((socket) => {
+    count++;
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     // Clients hanging up abruptly is expected here, not a test failure.
     socket.on('error', () => {});
     onConnection(socket);
+    const current = waiters;
+    waiters = [];
+    for (const waiter of current) waiter(socket);
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -37,6 +49,9 @@ function listenPeer(onConnection: (socket: Socket) => void): Promise<FakePeer> {
       resolve({
         port,
         url: (scheme) => `${scheme}://${LOOPBACK}:${port}`,
+        connections: () => count,
+        openSockets: () => sockets.size,
+        nextConnection: () => new Promise((done) => waiters.push(done)),
         close: () =>
           new Promise<void>((done) => {
             for (const socket of sockets) socket.destroy();
