@@ -58,8 +58,11 @@ export function tlsOptionsFor(target: PostgresTarget, ca: string | undefined): O
       // The chain must lead to the CA, whatever name the certificate carries.
       return { rejectUnauthorized: true, checkServerIdentity: () => undefined, ...(ca ? { ca } : {}) };
     case 'verify-full':
+      // `host` is the name the certificate is checked against: bansho hands postgres.js a socket
+      // it opened itself, and without it Node would check against "localhost". SNI takes names only.
       return {
         rejectUnauthorized: true,
+        host: target.host,
         ...(ca ? { ca } : {}),
         ...(isIP(target.host) !== 0 ? {} : { servername: target.host }),
       };

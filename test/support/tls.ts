@@ -27,20 +27,28 @@ const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-n
 const DAYS = '825';
 
 /** Server certificate extensions: the SAN is what clients verify the host against. */
-const SERVER_EXTENSIONS = [
-  'basicConstraints = critical, CA:FALSE',
-  'keyUsage = critical, digitalSignature, keyEncipherment',
-  'extendedKeyUsage = serverAuth',
-  'subjectAltName = IP:127.0.0.1, IP:::1, DNS:localhost',
-].join('\n');
+const DEFAULT_SUBJECT_ALT_NAME = 'IP:127.0.0.1, IP:::1, DNS:localhost';
+
+function serverExtensions(subjectAltName: string): string {
+  return [
+    'basicConstraints = critical, CA:FALSE',
+    'keyUsage = critical, digitalSignature, keyEncipherment',
+    'extendedKeyUsage = serverAuth',
+    `subjectAltName = ${subjectAltName}`,
+  ].join('\n');
+}
 
 /**
  * Creates a new CA and a server certificate signed by it. Each call makes an
  * independent CA, so two calls give a "wrong CA" for each other.
  *
  * Without `dir` the files go to a temp dir that is removed when the process exits.
+ * `subjectAltName` (default: 127.0.0.1, ::1 and localhost) is what clients verify the host against.
  */
-export async function makeTlsFiles(dir?: string): Promise<TlsFiles> {
+export async function makeTlsFiles(
+  dir?: string,
+  options: { subjectAltName?: string } = {},
+): Promise<TlsFiles> {
   const target = await prepareDir(dir, 'bansho-tls-');
   const { caCert, caKey } = await makeCa(target);
   const cert = join(target, 'server.crt');
@@ -49,7 +57,7 @@ export async function makeTlsFiles(dir?: string): Promise<TlsFiles> {
   const extFile = join(target, 'server.ext');
 
   await openssl(['req', '-new', ...EC_KEY], ['-keyout', key, '-out', csr], ['-subj', '/CN=localhost']);
-  await writeFile(extFile, `${SERVER_EXTENSIONS}\n`);
+  await writeFile(extFile, `${serverExtensions(options.subjectAltName ?? DEFAULT_SUBJECT_ALT_NAME)}\n`);
   await openssl(
     ['x509', '-req', '-in', csr, '-out', cert],
     ['-CA', caCert, '-CAkey', caKey, '-set_serial', randomSerial()],
