@@ -8,14 +8,14 @@ import { smokeCommand } from './commands/smoke.js';
 import type { CliOptions } from './config.js';
 import { redactUrls } from './redact.js';
 
-export const COMMANDS: readonly BanshoCommand[] = [
+const COMMANDS: readonly BanshoCommand[] = [
   pingRedisCommand,
   pingPostgresCommand,
   ensureSchemaCommand,
   smokeCommand,
 ];
 
-export const EXIT_CODES_HELP = `
+const EXIT_CODES_HELP = `
 Exit codes:
   0    healthy: every check passed (warnings too, unless --strict)
   1    a check failed: a dependency is down or unhealthy, or the schema differs

@@ -73,7 +73,7 @@ export function startDeadline(options: DeadlineOptions): Deadline {
   return deadline;
 }
 
-export function interruptedError(reason?: unknown): BanshoError {
+function interruptedError(reason?: unknown): BanshoError {
   const signalName = typeof reason === 'string' ? reason : 'a signal';
   return new BanshoError('interrupted', `interrupted by ${signalName}`);
 }

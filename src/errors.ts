@@ -125,7 +125,3 @@ export class BanshoError extends Error {
 export function configError(message: string, hint?: string): BanshoError {
   return new BanshoError('config', message, hint === undefined ? {} : { hint });
 }
-
-export function isBanshoError(error: unknown): error is BanshoError {
-  return error instanceof BanshoError;
-}

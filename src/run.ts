@@ -66,13 +66,13 @@ export async function runCommand(
   return exitCodeFor(report, context.signal);
 }
 
-export function exitCodeFor(report: Report, signal: AbortSignal): number {
+function exitCodeFor(report: Report, signal: AbortSignal): number {
   if (signal.aborted) return signal.reason === 'SIGTERM' ? ExitCode.terminated : ExitCode.interrupted;
   return report.status === 'fail' ? ExitCode.checkFailed : ExitCode.healthy;
 }
 
 /** A configuration error: one line on stderr (and a JSON document with --json), exit 2. */
-export function reportUsageError(error: unknown, options: CliOptions, context: RunContext): number {
+function reportUsageError(error: unknown, options: CliOptions, context: RunContext): number {
   if (!(error instanceof BanshoError) || error.code !== 'config') throw error;
   const output = createOutput({
     mode: options.json ? 'json' : options.quiet ? 'quiet' : 'human',

@@ -45,7 +45,7 @@ export function resolvePostgresTarget(
 }
 
 /** Maps libpq's sslmode onto Node's TLS options, as libpq itself interprets each mode. */
-export function tlsOptionsFor(target: PostgresTarget, ca: string | undefined): Options<never>['ssl'] {
+function tlsOptionsFor(target: PostgresTarget, ca: string | undefined): Options<never>['ssl'] {
   switch (target.sslMode) {
     case 'disable':
       return false;

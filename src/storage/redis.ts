@@ -102,8 +102,6 @@ export interface RedisProbe {
   latencyMs: number;
   /** `redis_version` from INFO, when the server lets us read it. */
   version?: string;
-  /** Whether a write was tried and succeeded (smoke's check). */
-  writable?: boolean;
 }
 
 export interface RedisCheckOptions {
@@ -143,20 +141,17 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
     }
     deadline.phase = 'reading INFO';
     const version = await deadline.race(readVersion(client));
-    let writable: boolean | undefined;
     if (options.write) {
       deadline.phase = 'writing a probe key';
       await deadline.race(
         client.set(`bansho:probe:${randomUUID()}`, '1', { expiration: { type: 'PX', value: 1000 } }),
       );
-      writable = true;
     }
     deadline.phase = 'closing';
     await deadline.race(closeRedis(client));
     return {
       latencyMs: performance.now() - start,
       ...(version === undefined ? {} : { version }),
-      ...(writable === undefined ? {} : { writable }),
     };
   } catch (error) {
     throw classifyRedisError(error, target);

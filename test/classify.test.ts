@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ConnectionTimeoutError, ErrorReply, SocketClosedUnexpectedlyError } from '@redis/client';
+import postgres from 'postgres';
+import { parsePostgresDsn, parseRedisUrl } from '../src/config.js';
+import type { FailureCode } from '../src/errors.js';
+import { classifyPostgresError } from '../src/storage/postgres.js';
+import { classifyRedisError } from '../src/storage/redis.js';
+
+// The drivers' own error classes, built as the drivers build them (shapes recorded from real
+// servers in the fault tests); here only the mapping to stable codes is pinned down.
+const redisTarget = parseRedisUrl({ value: 'redis://:pw@127.0.0.1:6379', source: 'REDIS_URL' });
+const plainRedisTarget = parseRedisUrl({ value: 'redis://127.0.0.1:6379', source: 'REDIS_URL' });
+const pgTarget = parsePostgresDsn({ value: 'postgres://u:pw@127.0.0.1/db', source: 'POSTGRES_DSN' });
+
+function systemError(code: string, message = `connect ${code} 127.0.0.1:1`): Error {
+  return Object.assign(new Error(message), { code });
+}
+
+function postgresError(code: string, message: string): Error {
+  const PostgresError = (postgres as unknown as { PostgresError: new (fields: object) => Error })
+    .PostgresError;
+  return new PostgresError({ severity: 'FATAL', code, message });
+}
+
+describe('classifyRedisError', () => {
+  const cases: Array<[string, unknown, FailureCode]> = [
+    [
+      'NOAUTH',
+      new ErrorReply('NOAUTH HELLO must be called with the client already authenticated'),
+      'auth_failed',
+    ],
+    [
+      'WRONGPASS',
+      new ErrorReply('WRONGPASS invalid username-password pair or user is disabled.'),
+      'auth_failed',
+    ],
+    [
+      'NOPERM',
+      new ErrorReply("NOPERM this user has no permissions to run the 'ping' command"),
+      'auth_failed',
+    ],
+    ['LOADING', new ErrorReply('LOADING Redis is loading the dataset in memory'), 'not_ready'],
+    ['MASTERDOWN', new ErrorReply('MASTERDOWN Link with MASTER is down'), 'not_ready'],
+    ['READONLY', new ErrorReply("READONLY You can't write against a read only replica."), 'read_only'],
+    ['maxclients', new ErrorReply('ERR max number of clients reached'), 'too_many_connections'],
+    ['DB index', new ErrorReply('ERR DB index is out of range'), 'unknown_database'],
+    ['another error reply', new ErrorReply('ERR unknown command'), 'server_error'],
+    ['ECONNREFUSED', systemError('ECONNREFUSED'), 'connection_refused'],
+    ['ENOTFOUND', systemError('ENOTFOUND', 'getaddrinfo ENOTFOUND nonexistent.invalid'), 'dns'],
+    ['EAI_AGAIN', systemError('EAI_AGAIN'), 'dns'],
+    [
+      'self-signed',
+      systemError('SELF_SIGNED_CERT_IN_CHAIN', 'self-signed certificate in certificate chain'),
+      'tls',
+    ],
+    ['wrong name', systemError('ERR_TLS_CERT_ALTNAME_INVALID', 'Hostname/IP does not match'), 'tls'],
+    ['connect timeout', new ConnectionTimeoutError(), 'timeout'],
+    ['socket closed', new SocketClosedUnexpectedlyError(), 'protocol'],
+    ['reset', systemError('ECONNRESET', 'read ECONNRESET'), 'protocol'],
+    ['anything else', new Error('something new'), 'unexpected'],
+  ];
+  for (const [name, error, code] of cases) {
+    test(`${name} → ${code}`, () => {
+      const classified = classifyRedisError(error, redisTarget);
+      assert.equal(classified.code, code);
+      assert.ok(classified.hint.length > 0);
+      assert.equal(classified.cause, error);
+      assert.ok(!classified.message.includes('pw@'), classified.message);
+    });
+  }
+  test('a connection closed on a plain URL suggests rediss://', () => {
+    assert.match(
+      classifyRedisError(new SocketClosedUnexpectedlyError(), plainRedisTarget).message,
+      /rediss:\/\//,
+    );
+  });
+});
+
+describe('classifyPostgresError', () => {
+  const cases: Array<[string, unknown, FailureCode]> = [
+    [
+      '28P01 wrong password',
+      postgresError('28P01', 'password authentication failed for user "u"'),
+      'auth_failed',
+    ],
+    ['28000 unknown role', postgresError('28000', 'role "u" does not exist'), 'auth_failed'],
+    ['3D000', postgresError('3D000', 'database "db" does not exist'), 'unknown_database'],
+    ['53300', postgresError('53300', 'sorry, too many clients already'), 'too_many_connections'],
+    ['57P03', postgresError('57P03', 'the database system is starting up'), 'not_ready'],
+    ['57P01', postgresError('57P01', 'terminating connection due to administrator command'), 'not_ready'],
+    ['25006', postgresError('25006', 'cannot execute CREATE TABLE in a read-only transaction'), 'read_only'],
+    ['57014', postgresError('57014', 'canceling statement due to statement timeout'), 'timeout'],
+    ['08P01', postgresError('08P01', 'invalid startup packet'), 'protocol'],
+    ['another SQLSTATE', postgresError('42501', 'permission denied for schema public'), 'server_error'],
+    ['ECONNREFUSED', systemError('ECONNREFUSED'), 'connection_refused'],
+    ['ENOTFOUND', systemError('ENOTFOUND'), 'dns'],
+    ['CONNECT_TIMEOUT', systemError('CONNECT_TIMEOUT', 'write CONNECT_TIMEOUT 127.0.0.1:5432'), 'timeout'],
+    [
+      'TLS to a server without it',
+      systemError(
+        'ECONNRESET',
+        'Client network socket disconnected before secure TLS connection was established',
+      ),
+      'tls',
+    ],
+    [
+      'leaf not verified',
+      systemError('UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'unable to verify the first certificate'),
+      'tls',
+    ],
+    [
+      'closed during startup',
+      systemError('CONNECTION_CLOSED', 'write CONNECTION_CLOSED 127.0.0.1:5432'),
+      'protocol',
+    ],
+    ['anything else', new Error('something new'), 'unexpected'],
+  ];
+  for (const [name, error, code] of cases) {
+    test(`${name} → ${code}`, () => {
+      const classified = classifyPostgresError(error, pgTarget);
+      assert.equal(classified.code, code);
+      assert.ok(classified.hint.length > 0);
+      assert.ok(!classified.message.includes(':pw@'), classified.message);
+    });
+  }
+  test('the SQLSTATE and severity stay in the message', () => {
+    const classified = classifyPostgresError(
+      postgresError('3D000', 'database "db" does not exist'),
+      pgTarget,
+    );
+    assert.equal(classified.message, 'FATAL 3D000: database "db" does not exist');
+  });
+});
