@@ -24,6 +24,16 @@ export async function ensureSchemaOn(
   return withPostgres(target, options, (sql, race) =>
     race(
       sql.begin(async (tx) => {
+        const [state] = await tx<{ in_recovery: boolean }[]>`select pg_is_in_recovery() as in_recovery`;
+        if (state?.in_recovery) {
+          throw new BanshoError(
+            'not_ready',
+            'the server is a standby in recovery; the schema is created on the primary',
+            {
+              service: 'postgres',
+            },
+          );
+        }
         await tx`select pg_advisory_xact_lock(hashtext(${SCHEMA_LOCK_KEY}))`;
         const plan = planSchema(await introspectSchema(tx));
         throwOnProblems(plan);

@@ -28,6 +28,11 @@ export interface PostgresOptions {
   passwordUser?: { name: string; password: string };
   /** Extra server settings, applied last (they override the defaults). */
   settings?: Record<string, string>;
+  /**
+   * Start as a hot standby in recovery (standby.signal, no primary to follow): it serves
+   * read-only sessions and pg_is_in_recovery() is true, as on a real replica.
+   */
+  standby?: boolean;
 }
 
 /** Anything reachable as a postgres server: a throwaway one or the one in BANSHO_TEST_POSTGRES_DSN. */
@@ -68,6 +73,10 @@ async function startPostgresOn(port: number, options: PostgresOptions): Promise<
     await run('cp', ['-a', template, data]);
     await writeFile(join(data, 'pg_hba.conf'), hbaConf(options.passwordUser));
     if (options.ssl) await installServerCert(options.ssl, data, user);
+    if (options.standby) {
+      await writeFile(join(data, 'standby.signal'), '');
+      await chownTo(user, join(data, 'standby.signal'));
+    }
     daemon = spawnDaemon(join(bin, 'postgres'), ['-D', data, ...settingArgs(port, dir, options)], {
       env: cleanEnv(),
       cwd: dir,
@@ -91,7 +100,10 @@ async function startPostgresOn(port: number, options: PostgresOptions): Promise<
     stop: daemon.stop,
   };
   try {
-    await daemon.waitForOutput(/database system is ready to accept connections/, READY_TIMEOUT_MS);
+    await daemon.waitForOutput(
+      /database system is ready to accept (read-only )?connections/,
+      READY_TIMEOUT_MS,
+    );
     if (options.passwordUser) {
       const { name, password } = options.passwordUser;
       // password_encryption=scram-sha-256 makes this store a SCRAM verifier.
