@@ -1,5 +1,5 @@
 import { type CheckResult, runCheck } from './checks.js';
-import type { Config, Needs } from './config.js';
+import type { Config } from './config.js';
 import { SCHEMA } from './schema/spec.js';
 
 /*
@@ -13,10 +13,13 @@ import { SCHEMA } from './schema/spec.js';
  * check's clock starts: checks run concurrently, and one driver's start-up blocking the
  * event loop must not show up as another server's latency.
  */
-export async function loadDrivers(needs: Needs): Promise<void> {
+export async function loadDrivers(config: Config): Promise<void> {
+  const { redis: redisTarget, postgres: postgresTarget, timeoutMs } = config;
   await Promise.all([
-    needs.redis ? import('./storage/redis.js').then((redis) => redis.warmRedisDriver()) : undefined,
-    needs.postgres ? import('./schema/ensure.js') : undefined,
+    redisTarget
+      ? import('./storage/redis.js').then((redis) => redis.warmRedisDriver(redisTarget, timeoutMs))
+      : undefined,
+    postgresTarget ? import('./schema/ensure.js') : undefined,
   ]);
 }
 

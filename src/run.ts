@@ -49,7 +49,7 @@ export async function runCommand(
     stdout: context.stdout,
     stderr: context.stderr,
   });
-  await loadDrivers(command.needs);
+  await loadDrivers(config);
   const attempt = (timeoutMs: number) => command.run({ ...config, timeoutMs }, context.signal);
   const report =
     config.waitMs === undefined

@@ -68,9 +68,17 @@ export function createRedisClient(options: RedisClientOptions & { target?: Redis
   return client;
 }
 
-/** node-redis builds its command table on the first createClient (~35 ms): pay it up front. */
-export function warmRedisDriver(): void {
-  createClient();
+/**
+ * Builds node-redis's client class for these options ahead of the check: node-redis builds
+ * it (~35 ms) on the first createClient with a given set of options, and caches one set only,
+ * so this must use exactly the options checkRedis will.
+ */
+export function warmRedisDriver(target: RedisTarget, timeoutMs: number): void {
+  createCheckClient(target, timeoutMs);
+}
+
+function createCheckClient(target: RedisTarget, timeoutMs: number): RedisClient {
+  return createRedisClient({ target, connectTimeoutMs: timeoutMs });
 }
 
 /**
@@ -117,7 +125,7 @@ export interface RedisCheckOptions {
  * optionally write, close. Throws a classified BanshoError; never reconnects.
  */
 export async function checkRedis(target: RedisTarget, options: RedisCheckOptions): Promise<RedisProbe> {
-  const client = createRedisClient({ target, connectTimeoutMs: options.timeoutMs });
+  const client = createCheckClient(target, options.timeoutMs);
   const deadline = startDeadline({
     timeoutMs: options.timeoutMs,
     service: 'redis',
