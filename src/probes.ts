@@ -4,13 +4,13 @@ import { SCHEMA } from './schema/spec.js';
 
 /*
  * The checks that commands combine, each a CheckResult that never throws. Storage modules
- * are imported on first use, before the clock starts: `ping-redis` should not pay for loading the PostgreSQL driver,
- * and a healthcheck pays start-up time every few seconds.
+ * are imported only by the commands that use them: `ping-redis` should not pay for loading
+ * the PostgreSQL driver, and a healthcheck pays start-up time every few seconds.
  */
 
 /**
- * Loads the drivers a command needs, and builds node-redis's command table, before any
- * check's clock starts: checks run concurrently, and one driver's start-up blocking the
+ * Loads the drivers the configuration names, and builds node-redis's client class, before
+ * any check's clock starts: checks run concurrently, and one driver's start-up blocking the
  * event loop must not show up as another server's latency.
  */
 export async function loadDrivers(config: Config): Promise<void> {

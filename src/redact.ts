@@ -35,10 +35,13 @@ export function scrubSecrets(text: string, secrets: readonly string[]): string {
   return result;
 }
 
-/** The forms in which a password from a URL may appear in text: as typed, decoded and encoded. */
+/**
+ * The forms in which a password from a URL may appear in text: as typed, decoded, encoded,
+ * and escaped inside a JSON string (a quote or backslash in it).
+ */
 export function secretForms(password: string | undefined): string[] {
   if (!password) return [];
-  const forms = new Set([password, encodeURIComponent(password)]);
+  const forms = new Set([password, encodeURIComponent(password), JSON.stringify(password).slice(1, -1)]);
   try {
     forms.add(decodeURIComponent(password));
   } catch {

@@ -51,6 +51,14 @@ describe('redaction', () => {
     assert.equal(scrubSecrets('a p%40ss b p@ss c', forms), `a ${MASK} b ${MASK} c`);
     assert.equal(scrubSecrets('nothing here', []), 'nothing here');
   });
+  test('scrubSecrets masks a password escaped inside JSON', () => {
+    const password = 'zq"xv\\kj';
+    const json = JSON.stringify({ message: `login with ${password} failed` });
+    assert.ok(
+      !/zq|kj/.test(scrubSecrets(json, secretForms(password))),
+      scrubSecrets(json, secretForms(password)),
+    );
+  });
 });
 
 describe('backoff', () => {
