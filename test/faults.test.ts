@@ -21,6 +21,7 @@ import {
   makeTlsFiles,
   type PostgresServer,
   type RedisServer,
+  rawExchange,
   startGarbagePeer,
   startPostgres,
   startPostgresErrorPeer,
@@ -119,28 +120,7 @@ async function expectPass(
 
 /** Sends one inline command and resolves with the raw reply once `until` matches. */
 function redisRaw(port: number, command: string, until: RegExp): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = createConnection({ host: '127.0.0.1', port });
-    let received = '';
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`no reply to ${command} from :${port}, got ${JSON.stringify(received)}`));
-    }, 5000);
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      received += chunk;
-      if (until.test(received)) {
-        clearTimeout(timer);
-        socket.destroy();
-        resolve(received);
-      }
-    });
-    socket.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    socket.write(`${command}\r\n`);
-  });
+  return rawExchange(port, `${command}\r\n`, until, 5000);
 }
 
 /** The redis-server's pid, from INFO server. */

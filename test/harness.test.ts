@@ -12,6 +12,7 @@ import {
   makeTlsFiles,
   pgBinary,
   postgresAt,
+  rawExchange,
   redisAt,
   startGarbagePeer,
   startPostgres,
@@ -26,32 +27,6 @@ import {
 
 const tlsFiles: Promise<TlsFiles> = makeTlsFiles();
 const otherCa: Promise<string> = makeOtherCa();
-
-/** Sends raw bytes and resolves with the reply once it holds `lines` CRLF-terminated lines. */
-function rawExchange(port: number, payload: string, lines = 1, timeoutMs = 2_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = createConnection({ host: '127.0.0.1', port });
-    let received = '';
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`no complete reply within ${timeoutMs} ms, got ${JSON.stringify(received)}`));
-    }, timeoutMs);
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      received += chunk;
-      if (received.split('\r\n').length - 1 >= lines) {
-        clearTimeout(timer);
-        socket.destroy();
-        resolve(received);
-      }
-    });
-    socket.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    socket.write(payload);
-  });
-}
 
 /** Everything a peer sends until it closes the connection. */
 function readUntilClose(port: number): Promise<string> {

@@ -63,3 +63,39 @@ export async function withFreePort<T>(start: (port: number) => Promise<T>): Prom
     }
   }
 }
+
+/**
+ * Sends raw bytes to a loopback port and resolves with the reply once it is complete:
+ * `complete` is a number of CRLF-terminated lines, or a pattern the reply must match.
+ */
+export function rawExchange(
+  port: number,
+  payload: string,
+  complete: number | RegExp = 1,
+  timeoutMs = 2_000,
+): Promise<string> {
+  const isComplete = (text: string) =>
+    typeof complete === 'number' ? text.split('\r\n').length - 1 >= complete : complete.test(text);
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ host: LOOPBACK, port });
+    let received = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no complete reply within ${timeoutMs} ms, got ${JSON.stringify(received)}`));
+    }, timeoutMs);
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      received += chunk;
+      if (isComplete(received)) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(received);
+      }
+    });
+    socket.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    socket.write(payload);
+  });
+}

@@ -5,7 +5,7 @@
  *   const redis = await startRedis({ password: 'secret' });
  *   after(() => redis.stop());
  */
-export { freePort, waitForPort } from './net.js';
+export { freePort, rawExchange, waitForPort } from './net.js';
 export {
   type FakePeer,
   type PostgresErrorFields,
