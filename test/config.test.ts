@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import {
   type CliOptions,
   type ConfigInput,
@@ -171,6 +171,7 @@ describe('POSTGRES_DSN', () => {
 
 describe('files', () => {
   const dir = mkdtempSync(join(tmpdir(), 'bansho-config-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
 
   test('.env in the working directory is optional, --env-file is not', () => {
     assert.deepEqual(readEnvFile(undefined, dir), {});

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { cleanupOnExit, removeDirSync } from './process.js';
 
 export const BIN = resolve(import.meta.dirname, '../../bin/bansho.js');
 
@@ -35,8 +36,11 @@ export interface CliOptions {
   killAfterMs?: number;
 }
 
+/** A fresh empty directory, removed when the test process exits. */
 export function emptyDir(): string {
-  return mkdtempSync(join(tmpdir(), 'bansho-cli-'));
+  const dir = mkdtempSync(join(tmpdir(), 'bansho-cli-'));
+  cleanupOnExit(() => removeDirSync(dir));
+  return dir;
 }
 
 export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
