@@ -1,5 +1,5 @@
-import { checkPostgres, resolvePostgresTarget } from './storage/postgres.js';
-import { checkRedis, resolveRedisTarget } from './storage/redis.js';
+import { pingPostgres } from './storage/postgres.js';
+import { pingRedis } from './storage/redis.js';
 
 export interface StorageSmokeOptions {
   redisUrl?: string;
@@ -27,31 +27,10 @@ export async function storageSmokeCheck(
       return false;
     }
   };
+  const common = { env: options.env, timeoutMs, signal: options.signal };
   const [redis, postgres] = await Promise.all([
-    settle(() =>
-      checkRedis(
-        resolveRedisTarget({
-          ...options,
-          ...(options.redisUrl === undefined ? {} : { url: options.redisUrl }),
-        }),
-        {
-          timeoutMs,
-          signal: options.signal,
-        },
-      ),
-    ),
-    settle(() =>
-      checkPostgres(
-        resolvePostgresTarget({
-          ...options,
-          ...(options.postgresDsn === undefined ? {} : { dsn: options.postgresDsn }),
-        }),
-        {
-          timeoutMs,
-          signal: options.signal,
-        },
-      ),
-    ),
+    settle(() => pingRedis({ ...common, url: options.redisUrl })),
+    settle(() => pingPostgres({ ...common, dsn: options.postgresDsn })),
   ]);
   return { redis, postgres };
 }

@@ -218,9 +218,15 @@ export async function checkPostgres(
 
 /** Resolves true when the server accepts a session and answers a query; otherwise throws a BanshoError. */
 export async function pingPostgres(
-  options: Pick<PostgresPoolOptions, 'dsn' | 'env' | 'target'> & { timeoutMs?: number } = {},
+  options: Pick<PostgresPoolOptions, 'dsn' | 'env' | 'target'> & {
+    timeoutMs?: number;
+    signal?: AbortSignal | undefined;
+  } = {},
 ): Promise<true> {
-  await checkPostgres(resolvePostgresTarget(options), { timeoutMs: options.timeoutMs ?? 5000 });
+  await checkPostgres(resolvePostgresTarget(options), {
+    timeoutMs: options.timeoutMs ?? 5000,
+    signal: options.signal,
+  });
   return true;
 }
 

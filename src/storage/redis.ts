@@ -181,9 +181,12 @@ async function readVersion(client: RedisClient): Promise<string | undefined> {
 }
 
 /** Resolves true on a PONG; otherwise throws a classified BanshoError. */
-export async function pingRedis(options: RedisClientOptions & { timeoutMs?: number } = {}): Promise<true> {
+export async function pingRedis(
+  options: RedisClientOptions & { timeoutMs?: number; signal?: AbortSignal | undefined } = {},
+): Promise<true> {
   await checkRedis(resolveRedisTarget(options), {
     timeoutMs: options.timeoutMs ?? options.connectTimeoutMs ?? 5000,
+    signal: options.signal,
   });
   return true;
 }
