@@ -15,6 +15,10 @@ export type FailureCode =
   | 'protocol'
   | 'server_error'
   | 'schema_mismatch'
+  | 'schema_newer'
+  | 'locked'
+  | 'permission_denied'
+  | 'unsupported_version'
   | 'interrupted'
   | 'config'
   | 'unexpected';
@@ -90,6 +94,22 @@ const HINTS: Record<FailureCode, Partial<Record<Service | 'any', string>>> = {
   },
   schema_mismatch: {
     any: 'the tables exist but differ from what bansho expects: compare them with `bansho smoke --json` and migrate',
+  },
+  schema_newer: {
+    any: 'the database holds a newer schema than this bansho knows: upgrade bansho rather than change the schema',
+  },
+  locked: {
+    postgres:
+      'another session holds a lock ensure-schema needs (see pg_locks / pg_stat_activity): retry, or raise --timeout',
+  },
+  permission_denied: {
+    redis: 'the ACL user of REDIS_URL may not run a command bansho needs: grant it (ACL SETUSER)',
+    postgres:
+      'the role of POSTGRES_DSN lacks a privilege bansho needs: GRANT it, or connect as the table owner',
+  },
+  unsupported_version: {
+    redis: 'the server is older than bansho supports: upgrade it',
+    postgres: 'bansho needs PostgreSQL 13 or newer (for the built-in gen_random_uuid()): upgrade the server',
   },
   interrupted: { any: 'the command was interrupted by a signal' },
   config: { any: 'see `bansho --help` for flags and variables' },

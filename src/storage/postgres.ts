@@ -242,6 +242,8 @@ const SQLSTATE_CODES: Record<string, FailureCode> = {
   '25006': 'read_only', // read_only_sql_transaction
   '57014': 'timeout', // query_canceled: statement_timeout
   '08P01': 'protocol', // protocol_violation
+  '55P03': 'locked', // lock_not_available: lock_timeout
+  '42501': 'permission_denied', // insufficient_privilege
 };
 
 interface PostgresErrorLike {
