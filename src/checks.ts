@@ -1,4 +1,5 @@
-import { BanshoError, type FailureCode } from './errors.js';
+import { BanshoError, type Difference, type FailureCode } from './errors.js';
+import type { SchemaChange } from './schema/plan.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -22,8 +23,10 @@ export interface CheckResult {
   version?: string;
   /** Why a check warns ("not bootstrapped yet"), in one sentence. */
   message?: string;
-  /** Schema objects that `ensure-schema` would create. */
+  /** Schema objects that `ensure-schema` would create ("create table api_keys"). */
   pending?: string[];
+  /** With `schema_mismatch`: every existing object that differs from the spec. */
+  drift?: Difference[];
   error?: CheckError;
 }
 
@@ -31,8 +34,10 @@ export interface CheckResult {
 export interface Report {
   status: CheckStatus;
   checks: Record<string, CheckResult>;
-  /** `ensure-schema` only: what it created, empty when nothing was missing. */
-  changes?: string[];
+  /** `ensure-schema` only: what it changed (with `dryRun`, would change), empty when nothing was missing. */
+  changes?: SchemaChange[];
+  /** `ensure-schema --dry-run`: `changes` is the plan, and nothing was changed. */
+  dryRun?: boolean;
 }
 
 /** What a check reports on success; `latencyMs`, when given, replaces the time runCheck measured. */
@@ -45,8 +50,12 @@ export type CheckOutcome = Pick<CheckResult, 'version' | 'message' | 'pending'> 
  * Runs one check, timing it and turning a thrown error into a failed result, so that one
  * broken dependency never hides the others' results.
  */
-export async function runCheck(target: string, check: () => Promise<CheckOutcome>): Promise<CheckResult> {
-  const start = performance.now();
+export async function runCheck(
+  target: string,
+  check: () => Promise<CheckOutcome>,
+  /** When the check began, if before this call (on a connection another check opened). */
+  start: number = performance.now(),
+): Promise<CheckResult> {
   try {
     const { latencyMs, ...outcome } = await check();
     return {
@@ -60,6 +69,7 @@ export async function runCheck(target: string, check: () => Promise<CheckOutcome
       status: 'fail',
       target,
       latencyMs: roundLatency(performance.now() - start),
+      ...(error instanceof BanshoError && error.drift ? { drift: error.drift } : {}),
       error: toCheckError(error),
     };
   }

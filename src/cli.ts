@@ -66,6 +66,7 @@ export function buildProgram(
       .option('-q, --quiet', 'print nothing; the exit code tells')
       .option('-v, --verbose', "also show the drivers' errors behind a failure");
     if (spec.hasWarnings) command.option('--strict', 'treat warnings (schema not bootstrapped) as failures');
+    for (const [flags, description] of spec.flags ?? []) command.option(flags, description);
     command.addHelpText('after', EXIT_CODES_HELP).action((options: CliOptions) => onCommand(spec, options));
   }
   return program;

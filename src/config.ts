@@ -24,6 +24,7 @@ export interface CliOptions {
   quiet?: boolean;
   verbose?: boolean;
   strict?: boolean;
+  dryRun?: boolean;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -71,6 +72,8 @@ export interface Config {
   output: OutputMode;
   verbose: boolean;
   strict: boolean;
+  /** `ensure-schema --dry-run`: plan and print, change nothing. */
+  dryRun: boolean;
   color: boolean;
   /** Every password bansho was given, in every form it may be printed in; output is scrubbed of them. */
   secrets: string[];
@@ -124,6 +127,7 @@ export function loadConfig(input: ConfigInput, needs: Needs): Config {
     output: options.json ? 'json' : options.quiet ? 'quiet' : 'human',
     verbose: options.verbose === true,
     strict: options.strict === true,
+    dryRun: options.dryRun === true,
     color: input.isTTY && !isSet(env.NO_COLOR) && env.TERM !== 'dumb',
     secrets,
   };

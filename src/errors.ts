@@ -121,6 +121,14 @@ export function hintFor(code: FailureCode, service?: Service): string {
   return (service && hints[service]) ?? hints.any ?? hints.redis ?? '';
 }
 
+/** How an existing object differs from what bansho expects; the shape of `drift` in `--json`. */
+export interface Difference {
+  /** "column api_keys.key_hash", "table audit_events", "index audit_events_ts_idx". */
+  object: string;
+  expected: string;
+  found: string;
+}
+
 /**
  * The one error type bansho raises: a stable `code`, a message safe to print
  * (never a password), a `hint` for the operator, and the driver's error as `cause`.
@@ -129,15 +137,18 @@ export class BanshoError extends Error {
   override readonly name = 'BanshoError';
   readonly code: FailureCode;
   readonly hint: string;
+  /** With `schema_mismatch`: every difference found, none repaired. */
+  readonly drift?: Difference[];
 
   constructor(
     code: FailureCode,
     message: string,
-    options: { hint?: string; cause?: unknown; service?: Service } = {},
+    options: { hint?: string; cause?: unknown; service?: Service; drift?: Difference[] } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.hint = options.hint ?? hintFor(code, options.service);
+    if (options.drift) this.drift = options.drift;
   }
 }
 

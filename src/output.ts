@@ -82,12 +82,18 @@ function renderHuman(report: Report, paint: ChalkInstance, verbose: boolean): st
     if (check.error) lines.push(`${indent}${paint.dim(`hint: ${check.error.hint}`)}`);
     if (verbose)
       for (const line of check.error?.detail ?? []) lines.push(`${indent}${paint.dim(`cause: ${line}`)}`);
+    for (const item of check.drift ?? [])
+      lines.push(`${indent}drift: ${item.object}: expected ${item.expected}, found ${item.found}`);
     for (const item of check.pending ?? []) lines.push(`${indent}${paint.dim(`pending: ${item}`)}`);
   }
   if (report.changes) {
     if (report.changes.length === 0 && report.status !== 'fail')
       lines.push('schema is up to date: nothing to change');
-    for (const change of report.changes) lines.push(`${paint.green('done')}  ${change}`);
+    for (const change of report.changes) {
+      // A dry run prints the plan as SQL that could be reviewed, or run by hand.
+      if (report.dryRun) lines.push(`-- ${change.action} ${change.object}`, `${change.sql};`);
+      else lines.push(`${paint.green('done')}  ${change.action} ${change.object}`);
+    }
   }
   return `${lines.join('\n')}\n`;
 }

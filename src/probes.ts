@@ -1,6 +1,5 @@
 import { type CheckResult, runCheck } from './checks.js';
 import type { Config } from './config.js';
-import { SCHEMA } from './schema/spec.js';
 
 /*
  * The checks that commands combine, each a CheckResult that never throws. Storage modules
@@ -53,19 +52,41 @@ export async function postgresCheck(config: Config, signal: AbortSignal): Promis
   });
 }
 
-/** Passes when the schema is as specified, warns when (part of) it is not created yet, fails when it differs. */
-export async function schemaCheck(config: Config, signal: AbortSignal): Promise<CheckResult> {
+/**
+ * smoke's two PostgreSQL checks, the server and the schema, on one connection: a healthcheck
+ * every few seconds across a fleet should cost the server one session, not two. Once the probe
+ * query has answered, the schema is read even if the server's verdict is a failure (a standby
+ * still shows its tables); when the connection itself fails, both checks report that failure.
+ */
+export async function postgresAndSchemaChecks(
+  config: Config,
+  signal: AbortSignal,
+): Promise<{ postgres: CheckResult; schema: CheckResult }> {
   const target = required(config.postgres, 'postgres');
-  const { inspectSchema, throwOnProblems } = await import('./schema/ensure.js');
-  return runCheck(target.display, async () => {
-    const plan = await inspectSchema(target, { timeoutMs: config.timeoutMs, signal });
-    throwOnProblems(plan);
-    if (plan.steps.length === 0) return { message: 'api_keys and audit_events as specified' };
-    const pending = plan.steps.map((step) => step.description);
-    const message =
-      plan.missingTables.length === SCHEMA.length
-        ? 'not bootstrapped yet: run `bansho ensure-schema`'
-        : `incomplete (${pending.length} missing): run \`bansho ensure-schema\``;
-    return { status: 'warn', message, pending };
+  const { readPostgresState, judgePostgresState, withPostgres, classifyPostgresError } = await import(
+    './storage/postgres.js'
+  );
+  const { inspectSchemaOn, judgeSchema } = await import('./schema/ensure.js');
+  const classified = <T>(promise: Promise<T>) =>
+    promise.catch((error: unknown) => {
+      throw classifyPostgresError(error, target);
+    });
+  let schema: CheckResult | undefined;
+  // Both checks count from the start of the session they share: each needed the connection.
+  const start = performance.now();
+  const postgres = await runCheck(target.display, async () => {
+    let serverMs = 0;
+    const probe = await withPostgres(target, { timeoutMs: config.timeoutMs, signal }, async (sql, race) => {
+      const state = await classified(race(readPostgresState(sql)));
+      serverMs = performance.now() - start;
+      schema = await runCheck(
+        target.display,
+        async () => judgeSchema(await classified(race(inspectSchemaOn(sql)))),
+        start,
+      );
+      return judgePostgresState(state);
+    });
+    return { version: `PostgreSQL ${probe.version}`, latencyMs: serverMs };
   });
+  return { postgres, schema: schema ?? { ...postgres, version: undefined } };
 }

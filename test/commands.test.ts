@@ -32,7 +32,14 @@ const ALL_CHANGES = [
   'create table audit_events',
   'create index audit_events_ts_idx',
   'create index audit_events_api_key_id_ts_idx',
+  'create table bansho_schema_version',
+  'record schema version 1',
 ];
+
+/** `changes` of a report as people read them: "create table api_keys". */
+function described(changes: readonly { action: string; object: string }[] | undefined): string[] | undefined {
+  return changes?.map((change) => `${change.action} ${change.object}`);
+}
 
 // A non-TTY child must never be coloured; any escape sequence at all is a bug here.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: looking for ESC on purpose.
@@ -272,7 +279,7 @@ describe('ensure-schema on a fresh database', { concurrency: true }, () => {
     assertExit(first, 0);
     const doc = parseJson(first);
     assert.equal(doc.status, 'pass');
-    assert.deepEqual(doc.changes, ALL_CHANGES);
+    assert.deepEqual(described(doc.changes), ALL_CHANGES);
     assert.equal(doc.checks.schema?.status, 'pass');
     assertTarget(doc.checks.schema?.target ?? '', dsn);
     assert.equal(first.stderr, '');
@@ -289,7 +296,7 @@ describe('ensure-schema on a fresh database', { concurrency: true }, () => {
     const first = await bansho(['ensure-schema'], { env: { POSTGRES_DSN: dsn } });
     assertExit(first, 0);
     const lines = first.stdout.trimEnd().split('\n');
-    assert.match(lines[0] ?? '', /^PASS\s+schema\s.*4 created$/);
+    assert.match(lines[0] ?? '', /^PASS\s+schema\s.*6 changes made$/);
     assert.deepEqual(
       lines.slice(1),
       ALL_CHANGES.map((change) => `done  ${change}`),
@@ -429,7 +436,7 @@ test('two ensure-schema processes at once on one fresh database both exit 0 and 
   assertExit(a, 0);
   assertExit(b, 0);
   // The advisory lock serialises them: one creates everything, the other then finds nothing to do.
-  const changes = [parseJson(a).changes, parseJson(b).changes].sort(
+  const changes = [described(parseJson(a).changes), described(parseJson(b).changes)].sort(
     (x, y) => (x?.length ?? 0) - (y?.length ?? 0),
   );
   assert.deepEqual(changes, [[], ALL_CHANGES]);
@@ -447,6 +454,8 @@ test('two ensure-schema processes at once on one fresh database both exit 0 and 
       'audit_events_api_key_id_ts_idx',
       'audit_events_pkey',
       'audit_events_ts_idx',
+      'bansho_schema_version',
+      'bansho_schema_version_pkey',
     ],
   );
 });
@@ -526,7 +535,7 @@ describe('smoke', { concurrency: true }, () => {
     }
   });
 
-  test('runs its three checks concurrently: all three connect at once, and three silent servers cost one timeout', async () => {
+  test('checks Redis and PostgreSQL concurrently on one connection each: both connect at once, and silent servers cost one timeout', async () => {
     // A silent server that notes when each connection arrives: concurrent checks arrive together,
     // checks one after another would arrive a whole timeout (1.5 s) apart. (Kept under 2 s: see the
     // next test for what a longer PostgreSQL timeout currently leaves behind.)
@@ -559,10 +568,11 @@ describe('smoke', { concurrency: true }, () => {
         assert.equal(check.error?.code, 'timeout');
         assert.ok(check.latencyMs >= 1400 && check.latencyMs < 3000, `latencyMs ${check.latencyMs}`);
       }
-      const [first = 0, , third = Number.POSITIVE_INFINITY] = arrivals;
-      assert.ok(arrivals.length >= 3, `${arrivals.length} connections arrived, expected 3`);
-      assert.ok(third - first < 1000, `the three checks connected over ${Math.round(third - first)} ms`);
-      // One after another would take at least 4.5 s before the report.
+      // The schema check shares the PostgreSQL check's connection: two connections, not three.
+      assert.equal(arrivals.length, 2, `${arrivals.length} connections arrived, expected 2`);
+      const [first = 0, second = Number.POSITIVE_INFINITY] = arrivals;
+      assert.ok(second - first < 1000, `the two checks connected ${Math.round(second - first)} ms apart`);
+      // One after another would take at least 3 s before the report.
       assert.ok(reportMs < 4000, `report after ${Math.round(reportMs)} ms: the checks ran one after another`);
     } finally {
       for (const socket of sockets) socket.destroy();
@@ -605,10 +615,9 @@ describe('schema drift', { concurrency: true }, () => {
     assert.equal(doc.checks.postgres?.status, 'pass');
     assert.equal(doc.checks.schema?.status, 'fail');
     assert.equal(doc.checks.schema?.error?.code, 'schema_mismatch');
-    assert.match(
-      doc.checks.schema?.error?.message ?? '',
-      /api_keys\.key_hash has type integer, expected text/,
-    );
+    assert.deepEqual(doc.checks.schema?.drift, [
+      { object: 'column api_keys.key_hash', expected: 'text', found: 'integer' },
+    ]);
   });
 
   test('ensure-schema exits 1 with schema_mismatch and creates nothing when api_keys.key_hash is an integer', async () => {
@@ -622,7 +631,9 @@ describe('schema drift', { concurrency: true }, () => {
     const doc = parseJson(result);
     assert.equal(doc.status, 'fail');
     assert.equal(doc.checks.schema?.error?.code, 'schema_mismatch');
-    assert.match(doc.checks.schema?.error?.message ?? '', /api_keys\.key_hash/);
+    assert.deepEqual(doc.checks.schema?.drift, [
+      { object: 'column api_keys.key_hash', expected: 'text', found: 'integer' },
+    ]);
     assert.deepEqual(doc.changes, []);
 
     assert.deepEqual(await columnsOf('api_keys', name), columnsBefore, 'api_keys was altered');
@@ -635,40 +646,48 @@ describe('schema drift', { concurrency: true }, () => {
     assert.deepEqual(await relations(name), relationsBefore, 'something was created or dropped');
   });
 
-  test('ensure-schema human output on a mismatch: one FAIL line with the code and a hint, no "done" lines', async () => {
+  test('ensure-schema human output on a mismatch: a FAIL line with the code, a hint and a line per difference, no "done" lines', async () => {
     const { name, dsn } = await freshDatabase('cli_drift_human');
     await pg.query(HAND_MADE_API_KEYS.replace('key_hash text', 'key_hash integer'), name);
     const result = await bansho(['ensure-schema', '--postgres-dsn', dsn]);
     assertExit(result, 1);
-    assert.match(result.stdout, /^FAIL\s+schema\s.*schema_mismatch: .*api_keys\.key_hash/);
+    assert.match(
+      result.stdout,
+      /^FAIL\s+schema\s.*schema_mismatch: schema differs from bansho's in one place\n/,
+    );
+    assert.match(result.stdout, /\n\s+drift: column api_keys\.key_hash: expected text, found integer\n/);
     assert.match(result.stdout, /hint: /);
     assert.doesNotMatch(result.stdout, /^done/m);
     assert.doesNotMatch(result.stdout, /up to date/);
   });
 
-  test('smoke and ensure-schema exit 1 with schema_mismatch when api_keys lacks the unique constraint on key_hash', async () => {
-    const { name, dsn } = await freshDatabase('cli_drift_unique');
+  test('a missing unique constraint on key_hash: smoke warns, ensure-schema adds it under its name', async () => {
+    const { name, dsn } = await freshDatabase('cli_heal_unique');
     await pg.query(
       HAND_MADE_API_KEYS.replace('key_hash text NOT NULL UNIQUE', 'key_hash text NOT NULL'),
       name,
     );
-    const relationsBefore = await relations(name);
 
     const smoke = await bansho(['smoke', '--redis-url', redis.url, '--postgres-dsn', dsn, '--json']);
-    assertExit(smoke, 1);
-    const smokeError = parseJson(smoke).checks.schema?.error;
-    assert.equal(smokeError?.code, 'schema_mismatch');
-    assert.match(smokeError?.message ?? '', /api_keys lacks constraint UNIQUE \(key_hash\)/);
+    assertExit(smoke, 0);
+    const schema = parseJson(smoke).checks.schema;
+    assert.equal(schema?.status, 'warn');
+    assert.ok(schema?.pending?.includes('add constraint api_keys_key_hash_key'), String(schema?.pending));
 
     const ensure = await bansho(['ensure-schema', '--postgres-dsn', dsn, '--json']);
-    assertExit(ensure, 1);
-    assert.equal(parseJson(ensure).checks.schema?.error?.code, 'schema_mismatch');
-    assert.deepEqual(await relations(name), relationsBefore);
-    assert.equal(await tableExists('audit_events', name), false);
+    assertExit(ensure, 0);
+    assert.ok(described(parseJson(ensure).changes)?.includes('add constraint api_keys_key_hash_key'));
+    assert.deepEqual(
+      await rows(
+        "select pg_get_constraintdef(oid) from pg_constraint where conname = 'api_keys_key_hash_key'",
+        name,
+      ),
+      [['UNIQUE (key_hash)']],
+    );
   });
 
-  test('smoke and ensure-schema exit 1 with schema_mismatch when audit_events.latency_ms lacks its check, and no index is added', async () => {
-    const { name, dsn } = await freshDatabase('cli_drift_check');
+  test('audit_events without its latency check: ensure-schema adds the check and the two indexes', async () => {
+    const { name, dsn } = await freshDatabase('cli_heal_check');
     await pg.query(
       `${HAND_MADE_API_KEYS};
        CREATE TABLE audit_events (
@@ -684,20 +703,25 @@ describe('schema drift', { concurrency: true }, () => {
        );`,
       name,
     );
-    const relationsBefore = await relations(name);
-
-    const smoke = await bansho(['smoke', '--redis-url', redis.url, '--postgres-dsn', dsn, '--json']);
-    assertExit(smoke, 1);
-    const smokeError = parseJson(smoke).checks.schema?.error;
-    assert.equal(smokeError?.code, 'schema_mismatch');
-    assert.match(smokeError?.message ?? '', /audit_events lacks constraint CHECK \(\(latency_ms >= 0\)\)/);
-
     const ensure = await bansho(['ensure-schema', '--postgres-dsn', dsn, '--json']);
-    assertExit(ensure, 1);
-    assert.equal(parseJson(ensure).checks.schema?.error?.code, 'schema_mismatch');
-    assert.deepEqual(parseJson(ensure).changes, []);
-    // The two indexes were missing too; with a mismatch they must not be created either.
-    assert.deepEqual(await relations(name), relationsBefore);
+    assertExit(ensure, 0);
+    assert.deepEqual(described(parseJson(ensure).changes), [
+      'add constraint audit_events_latency_ms_check',
+      'create index audit_events_ts_idx',
+      'create index audit_events_api_key_id_ts_idx',
+      'create table bansho_schema_version',
+      'record schema version 1',
+    ]);
+    const smoke = await bansho([
+      'smoke',
+      '--redis-url',
+      redis.url,
+      '--postgres-dsn',
+      dsn,
+      '--json',
+      '--strict',
+    ]);
+    assertExit(smoke, 0);
   });
 
   test('a view named api_keys is drift, not "not bootstrapped": smoke and ensure-schema exit 1 with schema_mismatch', async () => {
@@ -710,7 +734,9 @@ describe('schema drift', { concurrency: true }, () => {
     const smokeSchema = parseJson(smoke).checks.schema;
     assert.equal(smokeSchema?.status, 'fail');
     assert.equal(smokeSchema?.error?.code, 'schema_mismatch');
-    assert.match(smokeSchema?.error?.message ?? '', /api_keys/);
+    assert.deepEqual(smokeSchema?.drift, [
+      { object: 'table api_keys', expected: 'a table', found: 'a view' },
+    ]);
 
     const ensure = await bansho(['ensure-schema', '--postgres-dsn', dsn, '--json']);
     assertExit(ensure, 1);
@@ -733,7 +759,7 @@ describe('schema drift', { concurrency: true }, () => {
 
     const ensure = await bansho(['ensure-schema', '--postgres-dsn', dsn, '--json']);
     assertExit(ensure, 0);
-    assert.deepEqual(parseJson(ensure).changes, ALL_CHANGES.slice(1));
+    assert.deepEqual(described(parseJson(ensure).changes), ALL_CHANGES.slice(1));
     assert.deepEqual(
       await rows('select key_hash from api_keys', name),
       [['kept']],
@@ -767,7 +793,7 @@ describe('schema drift', { concurrency: true }, () => {
 
     const ensure = await bansho(['ensure-schema', '--postgres-dsn', dsn, '--json']);
     assertExit(ensure, 0);
-    assert.deepEqual(parseJson(ensure).changes, ['create index audit_events_api_key_id_ts_idx']);
+    assert.deepEqual(described(parseJson(ensure).changes), ['create index audit_events_api_key_id_ts_idx']);
   });
 });
 

@@ -352,38 +352,56 @@ describe('pingPostgres', () => {
 });
 
 describe('ensureSchema', () => {
-  test('creates the schema and returns the changes, then returns no changes the second time', async () => {
+  test('creates the schema and returns the changes with their SQL, then returns no changes the second time', async () => {
     const name = await pg.createDatabase('lib_ensure');
     const first = await ensureSchema({ dsn: pg.dsn(name) });
-    assert.deepEqual(first, {
-      changes: [
+    assert.equal(first.dryRun, false);
+    assert.deepEqual(
+      first.changes.map((change) => `${change.action} ${change.object}`),
+      [
         'create table api_keys',
         'create table audit_events',
         'create index audit_events_ts_idx',
         'create index audit_events_api_key_id_ts_idx',
+        'create table bansho_schema_version',
+        'record schema version 1',
       ],
-    });
+    );
+    assert.equal(first.changes[2]?.sql, 'CREATE INDEX audit_events_ts_idx ON audit_events (ts)');
     assert.equal(
       (
         await pg.query("select count(*) from pg_tables where tablename in ('api_keys', 'audit_events')", name)
       ).trim(),
       '2',
     );
-    assert.deepEqual(await ensureSchema({ dsn: pg.dsn(name) }), { changes: [] });
+    assert.equal((await pg.query('select version from bansho_schema_version', name)).trim(), '1');
+    assert.deepEqual(await ensureSchema({ dsn: pg.dsn(name) }), { changes: [], dryRun: false });
   });
 
   test('reads POSTGRES_DSN from the env it is given', async () => {
     const name = await pg.createDatabase('lib_ensure_env');
     const result = await ensureSchema({ env: { POSTGRES_DSN: pg.dsn(name) } });
-    assert.equal(result.changes.length, 4);
+    assert.equal(result.changes.length, 6);
   });
 
-  test('throws schema_mismatch and changes nothing when api_keys differs', async () => {
+  test('dryRun returns the plan and creates nothing', async () => {
+    const name = await pg.createDatabase('lib_ensure_dry');
+    const result = await ensureSchema({ dsn: pg.dsn(name), dryRun: true });
+    assert.equal(result.dryRun, true);
+    assert.equal(result.changes.length, 6);
+    assert.equal((await pg.query("select to_regclass('api_keys') is null", name)).trim(), 't');
+  });
+
+  test('throws schema_mismatch with every difference in drift, and changes nothing, when api_keys differs', async () => {
     const name = await pg.createDatabase('lib_ensure_drift');
     await pg.query('CREATE TABLE api_keys (id uuid PRIMARY KEY, key_hash integer NOT NULL)', name);
     await assert.rejects(ensureSchema({ dsn: pg.dsn(name) }), (error: unknown) => {
       isBanshoError('schema_mismatch')(error);
-      assert.match((error as Error).message, /api_keys\.key_hash has type integer, expected text/);
+      assert.deepEqual((error as BanshoError).drift, [
+        { object: 'column api_keys.id', expected: 'DEFAULT gen_random_uuid()', found: 'no default' },
+        { object: 'column api_keys.key_hash', expected: 'text', found: 'integer' },
+        { object: 'column api_keys.role', expected: 'text NOT NULL', found: 'missing' },
+      ]);
       return true;
     });
     assert.equal((await pg.query("select to_regclass('audit_events') is null", name)).trim(), 't');

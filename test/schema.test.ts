@@ -13,6 +13,7 @@ import {
   type ActualIndex,
   type ActualTable,
   planSchema,
+  type SchemaPlan,
 } from '../src/schema/plan.js';
 import { createIndexSql, createTableSql, SCHEMA, type TableSpec } from '../src/schema/spec.js';
 import { type PostgresEndpoint, usePostgres } from './support/servers.js';
@@ -22,7 +23,22 @@ const ALL_STEPS = [
   'create table audit_events',
   'create index audit_events_ts_idx',
   'create index audit_events_api_key_id_ts_idx',
+  'create table bansho_schema_version',
+  'record schema version 1',
 ];
+const RECORD_VERSION = {
+  object: 'schema version 1',
+  action: 'record',
+  sql: 'INSERT INTO bansho_schema_version (version) VALUES (1) ON CONFLICT (version) DO NOTHING',
+};
+/** The plan for a database that is exactly as specified, version 1 recorded. */
+const NOTHING_TO_DO: SchemaPlan = {
+  changes: [],
+  drift: [],
+  missingTables: [],
+  recordedVersion: 1,
+  newer: false,
+};
 
 // ---------------------------------------------------------------------------
 // Hand-built tables, written out as PostgreSQL's catalogs print them (not derived from SCHEMA,
@@ -87,8 +103,30 @@ function auditEvents(): MutableTable {
   };
 }
 
-function database(...tables: MutableTable[]): Map<string, ActualTable> {
+function versionTable(): MutableTable {
+  return {
+    name: 'bansho_schema_version',
+    columns: new Map<string, ActualColumn>([
+      ['version', { type: 'integer', notNull: true, default: null }],
+      ['applied_at', { type: 'timestamp with time zone', notNull: true, default: 'now()' }],
+    ]),
+    constraints: [{ name: 'bansho_schema_version_pkey', definition: 'PRIMARY KEY (version)' }],
+    indexes: [{ name: 'bansho_schema_version_pkey', columns: ['version'], partial: false }],
+  };
+}
+
+function tablesOf(tables: MutableTable[]): Map<string, ActualTable> {
   return new Map(tables.map((table) => [table.name, table]));
+}
+
+/** Plans a database holding `tables` and the version table, version 1 recorded. */
+function plan(...tables: MutableTable[]): SchemaPlan {
+  return planSchema({ tables: tablesOf([...tables, versionTable()]), version: 1 });
+}
+
+/** The plan's changes as people read them: "create table api_keys". */
+function described(result: SchemaPlan): string[] {
+  return result.changes.map((change) => `${change.action} ${change.object}`);
 }
 
 /** Changes one column of a table in place and returns the table. */
@@ -108,151 +146,260 @@ function specOf(name: string): TableSpec {
 // ---------------------------------------------------------------------------
 
 describe('planSchema on an empty or complete database', () => {
-  test('an empty database gets every table and index, in dependency order, and both tables are missing', () => {
-    const plan = planSchema(new Map());
-    assert.deepEqual(
-      plan.steps.map((step) => step.description),
-      ALL_STEPS,
-    );
-    assert.deepEqual(plan.missingTables, ['api_keys', 'audit_events']);
-    assert.deepEqual(plan.problems, []);
-    assert.equal(plan.steps[0]?.sql, createTableSql(specOf('api_keys')));
-    assert.equal(plan.steps[1]?.sql, createTableSql(specOf('audit_events')));
-    assert.equal(plan.steps[2]?.sql, 'CREATE INDEX audit_events_ts_idx ON audit_events (ts)');
+  test('an empty database gets every table and index in dependency order, then the version record', () => {
+    const result = planSchema({ tables: new Map(), version: null });
+    assert.deepEqual(described(result), ALL_STEPS);
+    assert.deepEqual(result.missingTables, ['api_keys', 'audit_events', 'bansho_schema_version']);
+    assert.deepEqual(result.drift, []);
+    assert.equal(result.changes[0]?.sql, createTableSql(specOf('api_keys')));
+    assert.equal(result.changes[1]?.sql, createTableSql(specOf('audit_events')));
+    assert.equal(result.changes[2]?.sql, 'CREATE INDEX audit_events_ts_idx ON audit_events (ts)');
     assert.equal(
-      plan.steps[3]?.sql,
+      result.changes[3]?.sql,
       'CREATE INDEX audit_events_api_key_id_ts_idx ON audit_events (api_key_id, ts)',
     );
+    assert.deepEqual(result.changes[5], RECORD_VERSION);
   });
 
-  test('an exact match needs no steps and has no problems', () => {
-    const plan = planSchema(database(apiKeys(), auditEvents()));
-    assert.deepEqual(plan, { steps: [], problems: [], missingTables: [] });
+  test('an exact match with version 1 recorded needs no changes and has no drift', () => {
+    assert.deepEqual(plan(apiKeys(), auditEvents()), NOTHING_TO_DO);
   });
 
   test('only audit_events missing: its table and indexes are planned, api_keys is left alone', () => {
-    const plan = planSchema(database(apiKeys()));
-    assert.deepEqual(
-      plan.steps.map((step) => step.description),
-      ALL_STEPS.slice(1),
-    );
-    assert.deepEqual(plan.missingTables, ['audit_events']);
-    assert.deepEqual(plan.problems, []);
+    const result = plan(apiKeys());
+    assert.deepEqual(described(result), ALL_STEPS.slice(1, 4));
+    assert.deepEqual(result.missingTables, ['audit_events']);
+    assert.deepEqual(result.drift, []);
+  });
+
+  test('tables made by a bansho that recorded no version: the version table and record are planned', () => {
+    const result = planSchema({ tables: tablesOf([apiKeys(), auditEvents()]), version: null });
+    assert.deepEqual(described(result), ['create table bansho_schema_version', 'record schema version 1']);
+    assert.deepEqual(result.drift, []);
+  });
+
+  test('a version table without a row plans the record alone', () => {
+    const result = planSchema({
+      tables: tablesOf([apiKeys(), auditEvents(), versionTable()]),
+      version: null,
+    });
+    assert.deepEqual(result.changes, [RECORD_VERSION]);
+  });
+
+  test('a newer recorded version is reported as newer, with nothing compared and nothing planned', () => {
+    const keys = withColumn(apiKeys(), 'key_hash', { type: 'bytea' });
+    const result = planSchema({ tables: tablesOf([keys, versionTable()]), version: 2 });
+    assert.deepEqual(result, { changes: [], drift: [], missingTables: [], recordedVersion: 2, newer: true });
   });
 });
 
-describe('planSchema reports columns that differ, naming the column', () => {
-  test('a wrong type is a problem naming table.column, the type found and the type expected', () => {
-    const plan = planSchema(database(withColumn(apiKeys(), 'key_hash', { type: 'integer' }), auditEvents()));
-    assert.deepEqual(plan.problems, ['api_keys.key_hash has type integer, expected text']);
-    assert.deepEqual(plan.steps, []);
+describe('planSchema heals what is missing and can be added without touching data', () => {
+  test('a missing nullable column is added', () => {
+    const table = auditEvents();
+    table.columns.delete('tool_name');
+    const result = plan(apiKeys(), table);
+    assert.deepEqual(result.changes, [
+      {
+        object: 'column audit_events.tool_name',
+        action: 'add',
+        sql: 'ALTER TABLE audit_events ADD COLUMN tool_name text',
+      },
+    ]);
+    assert.deepEqual(result.drift, []);
+  });
+
+  test('a missing NOT NULL column with a default is added with its default', () => {
+    const table = apiKeys();
+    table.columns.delete('created_at');
+    assert.deepEqual(plan(table, auditEvents()).changes, [
+      {
+        object: 'column api_keys.created_at',
+        action: 'add',
+        sql: 'ALTER TABLE api_keys ADD COLUMN created_at timestamptz NOT NULL DEFAULT now()',
+      },
+    ]);
+  });
+
+  test('a missing unique constraint is added under its name', () => {
+    const table = apiKeys();
+    table.constraints = table.constraints.filter(
+      (constraint) => constraint.definition !== 'UNIQUE (key_hash)',
+    );
+    table.indexes = table.indexes.filter((index) => index.name !== 'api_keys_key_hash_key');
+    const result = plan(table, auditEvents());
+    assert.deepEqual(result.changes, [
+      {
+        object: 'constraint api_keys_key_hash_key',
+        action: 'add',
+        sql: 'ALTER TABLE api_keys ADD CONSTRAINT api_keys_key_hash_key UNIQUE (key_hash)',
+      },
+    ]);
+    assert.deepEqual(result.drift, []);
+  });
+
+  test('missing check and foreign key constraints are added', () => {
+    const table = auditEvents();
+    table.constraints = table.constraints.filter((constraint) => constraint.definition.startsWith('PRIMARY'));
+    assert.deepEqual(described(plan(apiKeys(), table)), [
+      'add constraint audit_events_api_key_id_fkey',
+      'add constraint audit_events_latency_ms_check',
+    ]);
+  });
+
+  test('a missing primary key is added when the table has none', () => {
+    const table = apiKeys();
+    table.constraints = table.constraints.filter(
+      (constraint) => !constraint.definition.startsWith('PRIMARY'),
+    );
+    assert.deepEqual(plan(table, auditEvents()).changes, [
+      {
+        object: 'constraint api_keys_pkey',
+        action: 'add',
+        sql: 'ALTER TABLE api_keys ADD CONSTRAINT api_keys_pkey PRIMARY KEY (id)',
+      },
+    ]);
+  });
+
+  test('a missing index alone is planned as exactly one change', () => {
+    const table = auditEvents();
+    table.indexes = table.indexes.filter((index) => index.name !== 'audit_events_api_key_id_ts_idx');
+    const result = plan(apiKeys(), table);
+    assert.deepEqual(result.changes, [
+      {
+        object: 'index audit_events_api_key_id_ts_idx',
+        action: 'create',
+        sql: 'CREATE INDEX audit_events_api_key_id_ts_idx ON audit_events (api_key_id, ts)',
+      },
+    ]);
+    assert.deepEqual(result.drift, []);
+    assert.deepEqual(result.missingTables, []);
+  });
+
+  test('columns come before the constraints and indexes that use them', () => {
+    const table = apiKeys();
+    table.columns.delete('id');
+    table.constraints = table.constraints.filter(
+      (constraint) => !constraint.definition.startsWith('PRIMARY'),
+    );
+    table.indexes = table.indexes.filter((index) => index.name !== 'api_keys_pkey');
+    assert.deepEqual(described(plan(table, auditEvents())), [
+      'add column api_keys.id',
+      'add constraint api_keys_pkey',
+    ]);
+  });
+});
+
+describe('planSchema refuses drift, naming object, expected and found', () => {
+  test('a wrong type', () => {
+    const result = plan(withColumn(apiKeys(), 'key_hash', { type: 'integer' }), auditEvents());
+    assert.deepEqual(result.drift, [
+      { object: 'column api_keys.key_hash', expected: 'text', found: 'integer' },
+    ]);
   });
 
   test('a timestamp without time zone is not accepted for a timestamptz column', () => {
-    const plan = planSchema(
-      database(apiKeys(), withColumn(auditEvents(), 'ts', { type: 'timestamp without time zone' })),
-    );
-    assert.deepEqual(plan.problems, [
-      'audit_events.ts has type timestamp without time zone, expected timestamp with time zone',
+    const result = plan(apiKeys(), withColumn(auditEvents(), 'ts', { type: 'timestamp without time zone' }));
+    assert.deepEqual(result.drift, [
+      {
+        object: 'column audit_events.ts',
+        expected: 'timestamp with time zone',
+        found: 'timestamp without time zone',
+      },
     ]);
   });
 
-  test('a nullable column that should be NOT NULL is a problem naming the column', () => {
-    const plan = planSchema(database(withColumn(apiKeys(), 'role', { notNull: false }), auditEvents()));
-    assert.deepEqual(plan.problems, ['api_keys.role is nullable, expected NOT NULL']);
-  });
-
-  test('a NOT NULL column that should be nullable is a problem naming the column', () => {
-    const plan = planSchema(database(apiKeys(), withColumn(auditEvents(), 'api_key_id', { notNull: true })));
-    assert.deepEqual(plan.problems, ['audit_events.api_key_id is NOT NULL, expected nullable']);
-  });
-
-  test('a missing default is a problem naming the column and the expected default', () => {
-    const plan = planSchema(database(withColumn(apiKeys(), 'created_at', { default: null }), auditEvents()));
-    assert.deepEqual(plan.problems, ['api_keys.created_at has default none, expected now()']);
-  });
-
-  test('a different default is a problem naming the column', () => {
-    const plan = planSchema(
-      database(apiKeys(), withColumn(auditEvents(), 'id', { default: 'uuid_generate_v4()' })),
-    );
-    assert.deepEqual(plan.problems, [
-      'audit_events.id has default uuid_generate_v4(), expected gen_random_uuid()',
+  test('a nullable column that should be NOT NULL (the gateway relies on it)', () => {
+    const result = plan(withColumn(apiKeys(), 'role', { notNull: false }), auditEvents());
+    assert.deepEqual(result.drift, [
+      { object: 'column api_keys.role', expected: 'NOT NULL', found: 'nullable' },
     ]);
   });
 
-  test('a default where none is specified is a problem naming the column', () => {
-    const plan = planSchema(
-      database(withColumn(apiKeys(), 'revoked_at', { default: 'now()' }), auditEvents()),
-    );
-    assert.deepEqual(plan.problems, ['api_keys.revoked_at has default now(), expected none']);
+  test('a NOT NULL column that should be nullable', () => {
+    const result = plan(apiKeys(), withColumn(auditEvents(), 'api_key_id', { notNull: true }));
+    assert.deepEqual(result.drift, [
+      { object: 'column audit_events.api_key_id', expected: 'nullable', found: 'NOT NULL' },
+    ]);
   });
 
-  test('a missing column is a problem naming it, and nothing is planned for an existing table', () => {
+  test('a missing, different or unexpected default', () => {
+    const keys = withColumn(withColumn(apiKeys(), 'created_at', { default: null }), 'revoked_at', {
+      default: 'now()',
+    });
+    const events = withColumn(auditEvents(), 'id', { default: 'uuid_generate_v4()' });
+    assert.deepEqual(plan(keys, events).drift, [
+      { object: 'column api_keys.created_at', expected: 'DEFAULT now()', found: 'no default' },
+      { object: 'column api_keys.revoked_at', expected: 'no default', found: 'DEFAULT now()' },
+      {
+        object: 'column audit_events.id',
+        expected: 'DEFAULT gen_random_uuid()',
+        found: 'DEFAULT uuid_generate_v4()',
+      },
+    ]);
+  });
+
+  test('a missing NOT NULL column without a default cannot be added to rows that exist', () => {
     const table = auditEvents();
     table.columns.delete('method');
-    const plan = planSchema(database(apiKeys(), table));
-    assert.deepEqual(plan.problems, ['audit_events.method is missing']);
-    assert.deepEqual(plan.steps, []);
-    assert.deepEqual(plan.missingTables, []);
+    const result = plan(apiKeys(), table);
+    assert.deepEqual(result.drift, [
+      { object: 'column audit_events.method', expected: 'text NOT NULL', found: 'missing' },
+    ]);
+    assert.deepEqual(result.changes, []);
   });
 
-  test('an extra NOT NULL column without a default is a problem naming it', () => {
+  test('an extra NOT NULL column without a default breaks the gateway inserts', () => {
     const table = apiKeys();
     table.columns.set('owner', { type: 'text', notNull: true, default: null });
-    const plan = planSchema(database(table, auditEvents()));
-    assert.deepEqual(plan.problems, ['api_keys.owner is an extra NOT NULL column without a default']);
+    assert.deepEqual(plan(table, auditEvents()).drift, [
+      {
+        object: 'column api_keys.owner',
+        expected: 'absent, nullable or with a default',
+        found: 'text NOT NULL without a default',
+      },
+    ]);
   });
 
   test('an extra nullable column, or NOT NULL with a default, is tolerated', () => {
     const table = apiKeys();
     table.columns.set('note', { type: 'text', notNull: false, default: null });
     table.columns.set('tier', { type: 'text', notNull: true, default: "'free'::text" });
-    const plan = planSchema(database(table, auditEvents()));
-    assert.deepEqual(plan, { steps: [], problems: [], missingTables: [] });
+    assert.deepEqual(plan(table, auditEvents()), NOTHING_TO_DO);
   });
 
-  test('several differences are all reported, one problem each', () => {
-    const keys = withColumn(apiKeys(), 'key_hash', { type: 'bytea' });
-    const events = withColumn(auditEvents(), 'latency_ms', { type: 'bigint', notNull: true });
-    const plan = planSchema(database(keys, events));
-    assert.deepEqual(plan.problems, [
-      'api_keys.key_hash has type bytea, expected text',
-      'audit_events.latency_ms has type bigint, expected integer',
-      'audit_events.latency_ms is NOT NULL, expected nullable',
+  test('a relation of another kind where a table should be', () => {
+    const view: MutableTable & { kind: string } = { ...apiKeys(), kind: 'view' };
+    assert.deepEqual(plan(view, auditEvents()).drift, [
+      { object: 'table api_keys', expected: 'a table', found: 'a view' },
     ]);
   });
-});
 
-describe('planSchema reports constraints and indexes that differ', () => {
-  test('a missing unique constraint is a problem naming its definition', () => {
-    const table = apiKeys();
-    table.constraints = table.constraints.filter(
-      (constraint) => constraint.definition !== 'UNIQUE (key_hash)',
-    );
-    table.indexes = table.indexes.filter((index) => index.name !== 'api_keys_key_hash_key');
-    const plan = planSchema(database(table, auditEvents()));
-    assert.deepEqual(plan.problems, ['api_keys lacks constraint UNIQUE (key_hash)']);
-    assert.deepEqual(plan.steps, []);
-  });
-
-  test('a missing check constraint on latency_ms is a problem naming it', () => {
-    const table = auditEvents();
-    table.constraints = table.constraints.filter((constraint) => !constraint.definition.startsWith('CHECK'));
-    const plan = planSchema(database(apiKeys(), table));
-    assert.deepEqual(plan.problems, ['audit_events lacks constraint CHECK ((latency_ms >= 0))']);
-  });
-
-  test('a foreign key without ON DELETE SET NULL is a problem', () => {
+  test('a constraint of the expected name with another definition', () => {
     const table = auditEvents();
     table.constraints = table.constraints.map((constraint) =>
       constraint.definition.startsWith('FOREIGN KEY')
         ? { ...constraint, definition: 'FOREIGN KEY (api_key_id) REFERENCES api_keys(id)' }
         : constraint,
     );
-    const plan = planSchema(database(apiKeys(), table));
-    assert.deepEqual(plan.problems, [
-      'audit_events lacks constraint FOREIGN KEY (api_key_id) REFERENCES api_keys(id) ON DELETE SET NULL',
+    const result = plan(apiKeys(), table);
+    assert.deepEqual(result.drift, [
+      {
+        object: 'constraint audit_events_api_key_id_fkey',
+        expected: 'FOREIGN KEY (api_key_id) REFERENCES api_keys(id) ON DELETE SET NULL',
+        found: 'FOREIGN KEY (api_key_id) REFERENCES api_keys(id)',
+      },
+    ]);
+    assert.deepEqual(result.changes, []);
+  });
+
+  test('another primary key under another name', () => {
+    const table = apiKeys();
+    table.constraints = [
+      { name: 'keys_pk', definition: 'PRIMARY KEY (key_hash)' },
+      { name: 'api_keys_key_hash_key', definition: 'UNIQUE (key_hash)' },
+    ];
+    assert.deepEqual(plan(table, auditEvents()).drift, [
+      { object: 'primary key of api_keys', expected: 'PRIMARY KEY (id)', found: 'PRIMARY KEY (key_hash)' },
     ]);
   });
 
@@ -262,42 +409,28 @@ describe('planSchema reports constraints and indexes that differ', () => {
       { name: 'pk', definition: 'PRIMARY KEY (id)' },
       { name: 'uq', definition: 'UNIQUE (key_hash)' },
     ];
-    assert.deepEqual(planSchema(database(table, auditEvents())).problems, []);
+    assert.deepEqual(plan(table, auditEvents()), NOTHING_TO_DO);
   });
 
-  test('a missing index alone is planned as exactly one step, with no problems', () => {
+  test('an index with the expected name on other columns, or in another order', () => {
     const table = auditEvents();
-    table.indexes = table.indexes.filter((index) => index.name !== 'audit_events_api_key_id_ts_idx');
-    const plan = planSchema(database(apiKeys(), table));
-    assert.deepEqual(plan.steps, [
+    table.indexes = table.indexes.map((index) =>
+      index.name === 'audit_events_ts_idx'
+        ? { ...index, columns: ['method'] }
+        : index.name === 'audit_events_api_key_id_ts_idx'
+          ? { ...index, columns: ['ts', 'api_key_id'] }
+          : index,
+    );
+    const result = plan(apiKeys(), table);
+    assert.deepEqual(result.drift, [
+      { object: 'index audit_events_ts_idx', expected: 'on (ts)', found: 'on (method)' },
       {
-        description: 'create index audit_events_api_key_id_ts_idx',
-        sql: 'CREATE INDEX audit_events_api_key_id_ts_idx ON audit_events (api_key_id, ts)',
+        object: 'index audit_events_api_key_id_ts_idx',
+        expected: 'on (api_key_id, ts)',
+        found: 'on (ts, api_key_id)',
       },
     ]);
-    assert.deepEqual(plan.problems, []);
-    assert.deepEqual(plan.missingTables, []);
-  });
-
-  test('an index with the expected name on other columns is a problem naming it, and is not recreated', () => {
-    const table = auditEvents();
-    table.indexes = table.indexes.map((index) =>
-      index.name === 'audit_events_ts_idx' ? { ...index, columns: ['method'] } : index,
-    );
-    const plan = planSchema(database(apiKeys(), table));
-    assert.deepEqual(plan.problems, ['index audit_events_ts_idx exists but is not on (ts)']);
-    assert.deepEqual(plan.steps, []);
-  });
-
-  test('an index on the same columns in another order does not count', () => {
-    const table = auditEvents();
-    table.indexes = table.indexes.map((index) =>
-      index.name === 'audit_events_api_key_id_ts_idx' ? { ...index, columns: ['ts', 'api_key_id'] } : index,
-    );
-    const plan = planSchema(database(apiKeys(), table));
-    assert.deepEqual(plan.problems, [
-      'index audit_events_api_key_id_ts_idx exists but is not on (api_key_id, ts)',
-    ]);
+    assert.deepEqual(result.changes, []);
   });
 
   test('an index under another name on the expected columns counts as present', () => {
@@ -305,22 +438,33 @@ describe('planSchema reports constraints and indexes that differ', () => {
     table.indexes = table.indexes.map((index) =>
       index.name === 'audit_events_ts_idx' ? { ...index, name: 'by_time' } : index,
     );
-    assert.deepEqual(planSchema(database(apiKeys(), table)), { steps: [], problems: [], missingTables: [] });
+    assert.deepEqual(plan(apiKeys(), table), NOTHING_TO_DO);
   });
 
-  test('a partial index on the expected columns does not count: the full index is planned', () => {
+  test('a partial index under another name does not count: the full index is planned', () => {
     const table = auditEvents();
     table.indexes = table.indexes.map((index) =>
       index.name === 'audit_events_ts_idx'
         ? { name: 'recent_events', columns: ['ts'], partial: true }
         : index,
     );
-    const plan = planSchema(database(apiKeys(), table));
-    assert.deepEqual(
-      plan.steps.map((step) => step.description),
-      ['create index audit_events_ts_idx'],
-    );
-    assert.deepEqual(plan.problems, []);
+    const result = plan(apiKeys(), table);
+    assert.deepEqual(described(result), ['create index audit_events_ts_idx']);
+    assert.deepEqual(result.drift, []);
+  });
+
+  test('several differences are all reported, one each, and nothing is planned beside them is applied', () => {
+    const keys = withColumn(apiKeys(), 'key_hash', { type: 'bytea' });
+    const events = withColumn(auditEvents(), 'latency_ms', { type: 'bigint', notNull: true });
+    events.columns.delete('tool_name');
+    const result = plan(keys, events);
+    assert.deepEqual(result.drift, [
+      { object: 'column api_keys.key_hash', expected: 'text', found: 'bytea' },
+      { object: 'column audit_events.latency_ms', expected: 'integer', found: 'bigint' },
+      { object: 'column audit_events.latency_ms', expected: 'nullable', found: 'NOT NULL' },
+    ]);
+    // The healing is still planned; ensure-schema applies none of it while there is drift.
+    assert.deepEqual(described(result), ['add column audit_events.tool_name']);
   });
 });
 
@@ -349,18 +493,21 @@ describe('the generated DDL on a real database', () => {
     await Promise.all(pools.map((sql) => closePostgres(sql)));
   });
 
-  test('createTableSql and createIndexSql for every table introspect back to a plan with no steps and no problems', async () => {
+  test('createTableSql and createIndexSql for every table introspect back to a plan with no drift and only the version record left', async () => {
     const sql = await freshDatabaseWith(SCHEMA);
     const actual = await introspectSchema(sql);
-    assert.deepEqual([...actual.keys()].sort(), ['api_keys', 'audit_events']);
-    assert.deepEqual(planSchema(actual), { steps: [], problems: [], missingTables: [] });
+    assert.deepEqual([...actual.tables.keys()].sort(), ['api_keys', 'audit_events', 'bansho_schema_version']);
+    assert.equal(actual.version, null);
+    // The DDL alone records no version: that is the one change left.
+    assert.deepEqual(planSchema(actual).changes, [RECORD_VERSION]);
+    assert.deepEqual(planSchema(actual).drift, []);
   });
 
   test('introspection reports columns exactly as the spec writes them', async () => {
     const sql = await freshDatabaseWith(SCHEMA);
     const actual = await introspectSchema(sql);
     for (const table of SCHEMA) {
-      const found = actual.get(table.name);
+      const found = actual.tables.get(table.name);
       assert.ok(found, `${table.name} was not introspected`);
       assert.deepEqual(
         [...found.columns.keys()],
@@ -376,23 +523,16 @@ describe('the generated DDL on a real database', () => {
     }
   });
 
-  test('only api_keys created from the spec: the plan is the rest, with no problems', async () => {
+  test('only api_keys created from the spec: the plan is the rest, with no drift', async () => {
     const sql = await freshDatabaseWith([specOf('api_keys')]);
-    const plan = planSchema(await introspectSchema(sql));
-    assert.deepEqual(
-      plan.steps.map((step) => step.description),
-      ALL_STEPS.slice(1),
-    );
-    assert.deepEqual(plan.missingTables, ['audit_events']);
-    assert.deepEqual(plan.problems, []);
+    const result = planSchema(await introspectSchema(sql));
+    assert.deepEqual(described(result), ALL_STEPS.slice(1));
+    assert.deepEqual(result.missingTables, ['audit_events', 'bansho_schema_version']);
+    assert.deepEqual(result.drift, []);
   });
 
   test('a real database without the tables plans everything', async () => {
     const sql = await freshDatabaseWith([]);
-    const plan = planSchema(await introspectSchema(sql));
-    assert.deepEqual(
-      plan.steps.map((step) => step.description),
-      ALL_STEPS,
-    );
+    assert.deepEqual(described(planSchema(await introspectSchema(sql))), ALL_STEPS);
   });
 });

@@ -27,11 +27,12 @@ describe('a PostgreSQL standby in recovery', () => {
     assert.match(error?.hint ?? '', /primary/);
   });
 
-  test('ensure-schema exits 1 with not_ready and creates nothing', async () => {
+  test('ensure-schema exits 1 with read_only, naming the standby, and creates nothing', async () => {
     const result = await runCli(['ensure-schema', '--json', '--postgres-dsn', standby.dsn()]);
     assert.equal(result.code, 1, result.stdout + result.stderr);
     const report = parseJson(result);
-    assert.equal(report.checks.schema?.error?.code, 'not_ready');
+    assert.equal(report.checks.schema?.error?.code, 'read_only');
+    assert.match(report.checks.schema?.error?.message ?? '', /standby in recovery/);
     assert.deepEqual(report.changes, []);
   });
 });

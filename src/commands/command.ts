@@ -9,6 +9,8 @@ export interface BanshoCommand {
   needs: Needs;
   /** Whether `--strict` (warnings fail) means anything for it. */
   hasWarnings?: boolean;
+  /** Flags of this command alone, as commander takes them: [flags, description]. */
+  flags?: readonly (readonly [string, string])[];
   /** Runs every check once, each within `config.timeoutMs`; never throws for a failed check. */
   run(config: Config, signal: AbortSignal): Promise<Report>;
 }

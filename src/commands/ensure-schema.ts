@@ -1,20 +1,26 @@
 import { runCheck, summarize } from '../checks.js';
+import type { SchemaChange } from '../schema/plan.js';
 import type { BanshoCommand } from './command.js';
 
 export const ensureSchemaCommand: BanshoCommand = {
   name: 'ensure-schema',
-  summary: 'create the api_keys and audit_events tables and indexes where missing (idempotent)',
+  summary:
+    'create what is missing of the schema (tables, nullable or defaulted columns, indexes, constraints) in one transaction; refuse drift',
   needs: { redis: false, postgres: true },
+  flags: [['--dry-run', 'print the SQL of the plan and change nothing']],
   async run(config, signal) {
     const target = config.postgres;
     if (!target) throw new Error('bug: postgres was not configured for ensure-schema');
     const { ensureSchemaOn } = await import('../schema/ensure.js');
-    let changes: string[] = [];
+    const { dryRun } = config;
+    let changes: SchemaChange[] = [];
     const schema = await runCheck(target.display, async () => {
-      ({ changes } = await ensureSchemaOn(target, { timeoutMs: config.timeoutMs, signal }));
-      return { message: changes.length === 0 ? 'already up to date' : `${changes.length} created` };
+      ({ changes } = await ensureSchemaOn(target, { timeoutMs: config.timeoutMs, signal, dryRun }));
+      const count = changes.length === 1 ? '1 change' : `${changes.length} changes`;
+      if (changes.length === 0) return { message: 'already up to date' };
+      return { message: dryRun ? `${count} planned (dry run: nothing changed)` : `${count} made` };
     });
     const checks = { schema };
-    return { status: summarize(checks, config.strict), checks, changes };
+    return { status: summarize(checks, config.strict), checks, changes, ...(dryRun ? { dryRun } : {}) };
   },
 };

@@ -1,5 +1,5 @@
 import { summarize } from '../checks.js';
-import { postgresCheck, redisCheck, schemaCheck } from '../probes.js';
+import { postgresAndSchemaChecks, redisCheck } from '../probes.js';
 import type { BanshoCommand } from './command.js';
 
 export const smokeCommand: BanshoCommand = {
@@ -8,10 +8,9 @@ export const smokeCommand: BanshoCommand = {
   needs: { redis: true, postgres: true },
   hasWarnings: true,
   async run(config, signal) {
-    const [redis, postgres, schema] = await Promise.all([
+    const [redis, { postgres, schema }] = await Promise.all([
       redisCheck(config, signal, { write: true }),
-      postgresCheck(config, signal),
-      schemaCheck(config, signal),
+      postgresAndSchemaChecks(config, signal),
     ]);
     const checks = { redis, postgres, schema };
     return { status: summarize(checks, config.strict), checks };

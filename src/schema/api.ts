@@ -2,19 +2,26 @@ import { type PostgresPoolOptions, resolvePostgresTarget } from '../storage/post
 import { type EnsureSchemaResult, ensureSchemaOn } from './ensure.js';
 
 export interface EnsureSchemaOptions extends Pick<PostgresPoolOptions, 'dsn' | 'env'> {
-  /** Hard bound in milliseconds; default 30000 (creating indexes on a large table takes a while). */
+  /**
+   * Hard bound in milliseconds for the whole run; lock_timeout and statement_timeout are set
+   * just under it. Default 30000 (creating an index on a large table takes a while).
+   */
   timeoutMs?: number;
+  /** Plan only: `changes` says what would be done, and nothing is. Default false. */
+  dryRun?: boolean;
   signal?: AbortSignal;
 }
 
 /**
- * Creates the missing parts of bansho's schema on POSTGRES_DSN (or `options.dsn`) and
- * returns what changed. Idempotent; throws a BanshoError (`schema_mismatch` when existing
- * tables differ, nothing changed then).
+ * Makes bansho's schema on POSTGRES_DSN (or `options.dsn`) match the spec, creating only what
+ * is missing, all or nothing, and returns the changes. Idempotent and safe to run from many
+ * processes at once. Throws a BanshoError: `schema_mismatch` (with `drift`) when existing
+ * objects differ, `schema_newer`, `read_only`, `locked`, `unsupported_version`; nothing is changed then.
  */
 export function ensureSchema(options: EnsureSchemaOptions = {}): Promise<EnsureSchemaResult> {
   return ensureSchemaOn(resolvePostgresTarget(options), {
     timeoutMs: options.timeoutMs ?? 30_000,
     signal: options.signal,
+    dryRun: options.dryRun === true,
   });
 }

@@ -40,6 +40,15 @@ const uuidKey: ColumnSpec = {
   default: 'gen_random_uuid()',
 };
 
+/**
+ * The version of the schema below, recorded in bansho_schema_version by ensure-schema. Raise it
+ * with every change to SCHEMA, so that an older bansho recognises a newer schema and leaves it alone.
+ */
+export const SCHEMA_VERSION = 1;
+
+/** The table where ensure-schema records which schema versions it applied. */
+export const VERSION_TABLE = 'bansho_schema_version';
+
 export const SCHEMA: readonly TableSpec[] = [
   {
     name: 'api_keys',
@@ -94,14 +103,31 @@ export const SCHEMA: readonly TableSpec[] = [
       { name: 'audit_events_api_key_id_ts_idx', columns: ['api_key_id', 'ts'] },
     ],
   },
+  {
+    name: VERSION_TABLE,
+    columns: [
+      { name: 'version', type: 'integer', ddlType: 'integer', notNull: true },
+      {
+        name: 'applied_at',
+        type: 'timestamp with time zone',
+        ddlType: 'timestamptz',
+        notNull: true,
+        default: 'now()',
+      },
+    ],
+    constraints: [{ name: `${VERSION_TABLE}_pkey`, definition: 'PRIMARY KEY (version)' }],
+    indexes: [],
+  },
 ];
+
+/** A column as written in DDL: "key_hash text NOT NULL". */
+export function columnSql(column: ColumnSpec): string {
+  return `${column.name} ${column.ddlType}${column.notNull ? ' NOT NULL' : ''}${column.default ? ` DEFAULT ${column.default}` : ''}`;
+}
 
 /** CREATE TABLE for a table of the spec; constraints are named so that they are found again. */
 export function createTableSql(table: TableSpec): string {
-  const columns = table.columns.map(
-    (column) =>
-      `  ${column.name} ${column.ddlType}${column.notNull ? ' NOT NULL' : ''}${column.default ? ` DEFAULT ${column.default}` : ''}`,
-  );
+  const columns = table.columns.map((column) => `  ${columnSql(column)}`);
   const constraints = table.constraints.map(
     (constraint) => `  CONSTRAINT ${constraint.name} ${constraint.definition}`,
   );
@@ -110,4 +136,17 @@ export function createTableSql(table: TableSpec): string {
 
 export function createIndexSql(table: TableSpec, index: IndexSpec): string {
   return `CREATE INDEX ${index.name} ON ${table.name} (${index.columns.join(', ')})`;
+}
+
+export function addColumnSql(table: TableSpec, column: ColumnSpec): string {
+  return `ALTER TABLE ${table.name} ADD COLUMN ${columnSql(column)}`;
+}
+
+export function addConstraintSql(table: TableSpec, constraint: ConstraintSpec): string {
+  return `ALTER TABLE ${table.name} ADD CONSTRAINT ${constraint.name} ${constraint.definition}`;
+}
+
+/** Idempotent, so that a version recorded by a concurrent run is no error. */
+export function recordVersionSql(version: number): string {
+  return `INSERT INTO ${VERSION_TABLE} (version) VALUES (${version}) ON CONFLICT (version) DO NOTHING`;
 }

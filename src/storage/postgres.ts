@@ -25,6 +25,8 @@ export interface PostgresPoolOptions {
   idleTimeoutMs?: number;
   /** Server-side statement_timeout in milliseconds; default 30000. 0 disables it. */
   statementTimeoutMs?: number;
+  /** Server-side lock_timeout in milliseconds; default 0 (the server's own, usually none). */
+  lockTimeoutMs?: number;
   /** Pool size; default 10. */
   max?: number;
 }
@@ -95,11 +97,13 @@ function createPool(options: PostgresPoolOptions & { socket?: SocketFactory }): 
     connection: {
       application_name: target.applicationName,
       ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}),
+      ...(options.lockTimeoutMs ? { lock_timeout: options.lockTimeoutMs } : {}),
     },
     // A health check must not print the server's NOTICEs ("relation already exists, skipping").
     onnotice: () => {},
     // Skips the array-type lookup at connect: one round trip less, and bansho sends no arrays of custom types.
     fetch_types: false,
+    prepare: false,
   });
 }
 
@@ -144,6 +148,9 @@ export async function withPostgres<T>(
     max: 1,
     connectTimeoutMs: options.timeoutMs,
     statementTimeoutMs: options.timeoutMs,
+    // Reading the catalog waits for a table another session holds exclusively (pg_get_expr
+    // opens it): the server ends that wait with a clear `locked` before the hard deadline.
+    lockTimeoutMs: Math.max(1, Math.floor(options.timeoutMs * 0.75)),
     socket: async () => {
       if (finished)
         throw new BanshoError('interrupted', 'the check is over: not reconnecting', { service: 'postgres' });
@@ -187,33 +194,46 @@ export async function withPostgres<T>(
   }
 }
 
-/** Connects, proves the session can serve the gateway (a primary, writable), reads the version. */
-export async function checkPostgres(
-  target: PostgresTarget,
-  options: PostgresCheckOptions,
-): Promise<PostgresProbe> {
-  const version = await withPostgres(target, options, async (sql, race) => {
-    const [row] = await race(sql<{ version: string; in_recovery: boolean; read_only: string }[]>`
-      select current_setting('server_version') as version, pg_is_in_recovery() as in_recovery,
-             current_setting('transaction_read_only') as read_only`);
-    if (!row) throw new BanshoError('protocol', 'the probe query returned no row', { service: 'postgres' });
-    if (row.in_recovery) {
-      throw new BanshoError('not_ready', 'the server is a standby in recovery; the gateway needs a primary', {
+/** What the probe query learns about the server and the session. */
+export interface PostgresState {
+  version: string;
+  inRecovery: boolean;
+  readOnly: boolean;
+}
+
+/** The probe query: one round trip on an open session. */
+export async function readPostgresState(sql: Sql): Promise<PostgresState> {
+  const [row] = await sql<{ version: string; in_recovery: boolean; read_only: string }[]>`
+    select current_setting('server_version') as version, pg_is_in_recovery() as in_recovery,
+           current_setting('transaction_read_only') as read_only`;
+  if (!row) throw new BanshoError('protocol', 'the probe query returned no row', { service: 'postgres' });
+  return { version: row.version, inRecovery: row.in_recovery, readOnly: row.read_only === 'on' };
+}
+
+/** Whether the server can serve the gateway (a primary, writable); throws the verdict when not. */
+export function judgePostgresState(state: PostgresState): PostgresProbe {
+  if (state.inRecovery) {
+    throw new BanshoError('not_ready', 'the server is a standby in recovery; the gateway needs a primary', {
+      service: 'postgres',
+    });
+  }
+  if (state.readOnly) {
+    throw new BanshoError(
+      'read_only',
+      'sessions on this database are read-only (default_transaction_read_only)',
+      {
         service: 'postgres',
-      });
-    }
-    if (row.read_only === 'on') {
-      throw new BanshoError(
-        'read_only',
-        'sessions on this database are read-only (default_transaction_read_only)',
-        {
-          service: 'postgres',
-        },
-      );
-    }
-    return row.version;
-  });
-  return { version };
+      },
+    );
+  }
+  return { version: state.version };
+}
+
+/** Connects, proves the session can serve the gateway (a primary, writable), reads the version, closes. */
+export function checkPostgres(target: PostgresTarget, options: PostgresCheckOptions): Promise<PostgresProbe> {
+  return withPostgres(target, options, async (sql, race) =>
+    judgePostgresState(await race(readPostgresState(sql))),
+  );
 }
 
 /** Resolves true when the server accepts a session and answers a query; otherwise throws a BanshoError. */

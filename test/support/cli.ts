@@ -84,10 +84,13 @@ export function parseJson(result: CliResult): {
       version?: string;
       message?: string;
       pending?: string[];
+      drift?: { object: string; expected: string; found: string }[];
       error?: { code: string; message: string; hint: string; detail?: string[] };
     }
   >;
-  changes?: string[];
+  changes?: { object: string; action: string; sql: string }[];
+  drift?: { object: string; expected: string; found: string }[];
+  dryRun?: boolean;
   error?: { code: string; message: string; hint: string };
 } {
   const lines = result.stdout.trim().split('\n');
