@@ -36,6 +36,8 @@ export interface Report {
   checks: Record<string, CheckResult>;
   /** `ensure-schema` only: what it changed (with `dryRun`, would change), empty when nothing was missing. */
   changes?: SchemaChange[];
+  /** `ensure-schema` only: the differences that stopped it (as in `checks.schema.drift`), empty when none. */
+  drift?: Difference[];
   /** `ensure-schema --dry-run`: `changes` is the plan, and nothing was changed. */
   dryRun?: boolean;
 }

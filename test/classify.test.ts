@@ -93,7 +93,11 @@ describe('classifyPostgresError', () => {
     ['57014', postgresError('57014', 'canceling statement due to statement timeout'), 'timeout'],
     ['08P01', postgresError('08P01', 'invalid startup packet'), 'protocol'],
     ['lock_not_available', postgresError('55P03', 'canceling statement due to lock timeout'), 'locked'],
-    ['insufficient_privilege', postgresError('42501', 'permission denied for schema public'), 'permission_denied'],
+    [
+      'insufficient_privilege',
+      postgresError('42501', 'permission denied for schema public'),
+      'permission_denied',
+    ],
     ['another SQLSTATE', postgresError('42P01', 'relation "api_keys" does not exist'), 'server_error'],
     ['ECONNREFUSED', systemError('ECONNREFUSED'), 'connection_refused'],
     ['ENOTFOUND', systemError('ENOTFOUND'), 'dns'],

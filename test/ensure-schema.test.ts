@@ -128,6 +128,7 @@ describe('a fresh database', { concurrency: true }, () => {
     const first = await ensure(pg.dsn(name), '--json');
     assertExit(first, 0);
     assert.deepEqual(described(parseJson(first).changes), ALL_CHANGES);
+    assert.deepEqual(parseJson(first).drift, []);
     const after = await snapshot(name);
     assert.match(after, /versions: 1$/);
 
@@ -303,6 +304,7 @@ describe('drift is refused, named, and nothing is changed', { concurrency: true 
       const doc = parseJson(result);
       assert.equal(doc.checks.schema?.error?.code, 'schema_mismatch');
       assert.deepEqual(doc.checks.schema?.drift, [drift]);
+      assert.deepEqual(doc.drift, [drift]);
       assert.deepEqual(doc.changes, []);
       assert.equal(await snapshot(name), before);
 

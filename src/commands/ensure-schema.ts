@@ -21,6 +21,12 @@ export const ensureSchemaCommand: BanshoCommand = {
       return { message: dryRun ? `${count} planned (dry run: nothing changed)` : `${count} made` };
     });
     const checks = { schema };
-    return { status: summarize(checks, config.strict), checks, changes, ...(dryRun ? { dryRun } : {}) };
+    return {
+      status: summarize(checks, config.strict),
+      checks,
+      changes,
+      drift: schema.drift ?? [],
+      ...(dryRun ? { dryRun } : {}),
+    };
   },
 };
