@@ -93,7 +93,7 @@ const HINTS: Record<FailureCode, Partial<Record<Service | 'any', string>>> = {
     postgres: "the server answered the check with an error: read its message, and the server's log",
   },
   schema_mismatch: {
-    any: 'the tables exist but differ from what bansho expects: compare them with `bansho smoke --json` and migrate',
+    any: 'bansho changes nothing while anything differs: migrate or restore the objects listed, then run it again',
   },
   schema_newer: {
     any: 'the database holds a newer schema than this bansho knows: upgrade bansho rather than change the schema',
