@@ -21,6 +21,8 @@ export interface CheckResult {
   latencyMs: number;
   /** The server's version, when it was learned. */
   version?: string;
+  /** With several hosts in POSTGRES_DSN: the one that gave the session. */
+  host?: string;
   /** Why a check warns ("not bootstrapped yet"), in one sentence. */
   message?: string;
   /** Schema objects that `ensure-schema` would create ("create table api_keys"). */
@@ -43,7 +45,7 @@ export interface Report {
 }
 
 /** What a check reports on success; `latencyMs`, when given, replaces the time runCheck measured. */
-export type CheckOutcome = Pick<CheckResult, 'version' | 'message' | 'pending'> & {
+export type CheckOutcome = Pick<CheckResult, 'version' | 'host' | 'message' | 'pending'> & {
   status?: CheckStatus;
   latencyMs?: number;
 };

@@ -24,7 +24,7 @@ Exit codes:
 
 Variables (flags win, then the environment, then ./.env):
   REDIS_URL     redis://[[user]:password@]host[:port][/db] or rediss://…  (default redis://127.0.0.1:6379)
-  POSTGRES_DSN  postgres://[user[:password]@]host[:port][/db][?sslmode=…&sslrootcert=…]
+  POSTGRES_DSN  postgres://[user[:password]@]host[:port][,host[:port]…][/db][?sslmode=…&sslrootcert=…]
                 (default postgres://postgres@127.0.0.1:5432/postgres)
   NO_COLOR      set to turn colour off`;
 

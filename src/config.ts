@@ -43,10 +43,29 @@ export interface RedisTarget {
 
 export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
 
-export interface PostgresTarget {
-  display: string;
+/** libpq's target_session_attrs, as postgres.js implements it. */
+export type TargetSessionAttrs =
+  | 'any'
+  | 'read-write'
+  | 'read-only'
+  | 'primary'
+  | 'standby'
+  | 'prefer-standby';
+
+export interface PostgresHost {
   host: string;
   port: number;
+}
+
+export interface PostgresTarget {
+  display: string;
+  /** The first host of `hosts`. */
+  host: string;
+  port: number;
+  /** Every host of the DSN, in order (`postgres://u@h1:5432,h2:5432/db`); tried in turn. */
+  hosts: readonly PostgresHost[];
+  /** The DSN's target_session_attrs; unset means read-write with several hosts, else any. */
+  targetSessionAttrs?: TargetSessionAttrs;
   database: string;
   username: string;
   password?: string;
@@ -227,14 +246,49 @@ export function parseRedisUrl(setting: Setting): RedisTarget {
   };
 }
 
-const POSTGRES_SHAPE = 'postgres://[user[:password]@]host[:port][/database][?sslmode=…]';
+const POSTGRES_SHAPE = 'postgres://[user[:password]@]host[:port][,host[:port]…][/database][?sslmode=…]';
 const SSL_MODES: readonly SslMode[] = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'];
-const POSTGRES_PARAMS = ['sslmode', 'sslrootcert', 'application_name', 'connect_timeout'];
+const SESSION_ATTRS: readonly TargetSessionAttrs[] = [
+  'any',
+  'read-write',
+  'read-only',
+  'primary',
+  'standby',
+  'prefer-standby',
+];
+const POSTGRES_PARAMS = [
+  'sslmode',
+  'sslrootcert',
+  'application_name',
+  'connect_timeout',
+  'target_session_attrs',
+];
+
+/**
+ * Splits libpq's multi-host form (`postgres://u@h1:5432,h2:5433/db`), which WHATWG URL
+ * refuses, into its hosts and a one-host URL for everything else.
+ */
+function splitHosts(setting: Setting): { single: Setting; hosts: PostgresHost[] | undefined } {
+  const match = /^([a-z]+:\/\/)([^/?#]*@)?([^/?#@]*)(.*)$/is.exec(setting.value.trim());
+  if (!match?.[3]?.includes(',')) return { single: setting, hosts: undefined };
+  const [, scheme = '', userinfo = '', list = '', rest = ''] = match;
+  const hosts = list.split(',').map((entry) => {
+    if (entry === '') throw configError(`${setting.source} has an empty host in its host list`);
+    const one = parseUrl({ value: `postgres://${entry}`, source: setting.source }, POSTGRES_SHAPE, [
+      'postgres',
+    ]);
+    const hostSetting = { value: entry, source: setting.source };
+    return { host: parseHost(one, hostSetting), port: parsePort(one, hostSetting, 5432) };
+  });
+  return { single: { ...setting, value: `${scheme}${userinfo}${list.split(',')[0]}${rest}` }, hosts };
+}
 
 export function parsePostgresDsn(setting: Setting): PostgresTarget {
-  const url = parseUrl(setting, POSTGRES_SHAPE, ['postgres', 'postgresql']);
+  const { single, hosts: hostList } = splitHosts(setting);
+  const url = parseUrl(single, POSTGRES_SHAPE, ['postgres', 'postgresql']);
   const host = parseHost(url, setting);
   const port = parsePort(url, setting, 5432);
+  const hosts = hostList ?? [{ host, port }];
   for (const key of url.searchParams.keys()) {
     if (!POSTGRES_PARAMS.includes(key)) {
       throw configError(
@@ -258,16 +312,26 @@ export function parsePostgresDsn(setting: Setting): PostgresTarget {
     throw configError(`${setting.source} has path "/${path}": expected one database name`);
   const database = path === '' ? username : path;
   const applicationName = url.searchParams.get('application_name') || 'bansho';
+  const sessionAttrs = url.searchParams.get('target_session_attrs') ?? undefined;
+  if (sessionAttrs !== undefined && !SESSION_ATTRS.includes(sessionAttrs as TargetSessionAttrs)) {
+    throw configError(
+      `${setting.source} has target_session_attrs "${sessionAttrs}": expected one of ${SESSION_ATTRS.join(', ')}`,
+    );
+  }
 
   const query: string[] = [];
   if (url.searchParams.has('sslmode')) query.push(`sslmode=${requestedMode}`);
   if (sslRootCert) query.push(`sslrootcert=${sslRootCert}`);
+  if (sessionAttrs) query.push(`target_session_attrs=${sessionAttrs}`);
   const userinfo = `${encodeURIComponent(username)}${password === undefined ? '' : `:${MASK}`}@`;
   const queryText = query.length > 0 ? `?${query.join('&')}` : '';
+  const hostsText = hosts.map((entry) => `${displayHost(entry.host)}:${entry.port}`).join(',');
   return {
-    display: `${url.protocol}//${userinfo}${displayHost(host)}:${port}/${encodeURIComponent(database)}${queryText}`,
+    display: `${url.protocol}//${userinfo}${hostsText}/${encodeURIComponent(database)}${queryText}`,
     host,
     port,
+    hosts,
+    ...(sessionAttrs ? { targetSessionAttrs: sessionAttrs as TargetSessionAttrs } : {}),
     database,
     username,
     ...(password === undefined ? {} : { password }),

@@ -100,7 +100,7 @@ function renderHuman(report: Report, paint: ChalkInstance, verbose: boolean): st
 
 function describe(check: CheckResult): string {
   if (check.error) return `${check.error.code}: ${check.error.message}`;
-  return [check.version, check.message].filter(Boolean).join(', ');
+  return [check.version, check.host && `on ${check.host}`, check.message].filter(Boolean).join(', ');
 }
 
 function formatLatency(ms: number): string {

@@ -48,7 +48,7 @@ export async function postgresCheck(config: Config, signal: AbortSignal): Promis
   const { checkPostgres } = await import('./storage/postgres.js');
   return runCheck(target.display, async () => {
     const probe = await checkPostgres(target, { timeoutMs: config.timeoutMs, signal });
-    return { version: `PostgreSQL ${probe.version}` };
+    return { version: `PostgreSQL ${probe.version}`, ...(probe.host ? { host: probe.host } : {}) };
   });
 }
 
@@ -63,9 +63,14 @@ export async function postgresAndSchemaChecks(
   signal: AbortSignal,
 ): Promise<{ postgres: CheckResult; schema: CheckResult }> {
   const target = required(config.postgres, 'postgres');
-  const { readPostgresState, judgePostgresState, withPostgres, classifyPostgresError } = await import(
-    './storage/postgres.js'
-  );
+  const {
+    readPostgresState,
+    judgePostgresState,
+    withPostgres,
+    classifyPostgresError,
+    answeringHost,
+    boundTransaction,
+  } = await import('./storage/postgres.js');
   const { inspectSchemaOn, judgeSchema } = await import('./schema/ensure.js');
   const classified = <T>(promise: Promise<T>) =>
     promise.catch((error: unknown) => {
@@ -76,17 +81,26 @@ export async function postgresAndSchemaChecks(
   const start = performance.now();
   const postgres = await runCheck(target.display, async () => {
     let serverMs = 0;
-    const probe = await withPostgres(target, { timeoutMs: config.timeoutMs, signal }, async (sql, race) => {
-      const state = await classified(race(readPostgresState(sql)));
-      serverMs = performance.now() - start;
-      schema = await runCheck(
-        target.display,
-        async () => judgeSchema(await classified(race(inspectSchemaOn(sql)))),
-        start,
-      );
-      return judgePostgresState(state);
-    });
-    return { version: `PostgreSQL ${probe.version}`, latencyMs: serverMs };
+    const probe = await withPostgres(target, { timeoutMs: config.timeoutMs, signal }, (sql, race, session) =>
+      // One read-only transaction, so that the server bounds its waits (boundTransaction).
+      race(
+        sql.begin(async (tx) => {
+          await boundTransaction(tx, config.timeoutMs - (performance.now() - start));
+          const state = await classified(readPostgresState(tx));
+          serverMs = performance.now() - start;
+          schema = await runCheck(
+            target.display,
+            async () => ({
+              ...judgeSchema(await classified(race(inspectSchemaOn(tx)))),
+              ...answeringHost(target, session),
+            }),
+            start,
+          );
+          return { ...judgePostgresState(state), ...answeringHost(target, session) };
+        }),
+      ),
+    );
+    return { ...probe, version: `PostgreSQL ${probe.version}`, latencyMs: serverMs };
   });
   return { postgres, schema: schema ?? { ...postgres, version: undefined } };
 }

@@ -152,7 +152,36 @@ describe('POSTGRES_DSN', () => {
     );
   });
 
+  test('several hosts: each with its port, in order, shown in the display with the password masked', () => {
+    const postgres = load({ postgresDsn: 'postgres://app:pw@db1:5433,db2,[::1]:6000/app' }).postgres;
+    assert.deepEqual(postgres?.hosts, [
+      { host: 'db1', port: 5433 },
+      { host: 'db2', port: 5432 },
+      { host: '::1', port: 6000 },
+    ]);
+    assert.equal(postgres?.host, 'db1');
+    assert.equal(postgres?.port, 5433);
+    assert.equal(postgres?.database, 'app');
+    assert.equal(postgres?.password, 'pw');
+    assert.equal(postgres?.display, 'postgres://app:***@db1:5433,db2:5432,[::1]:6000/app');
+    assert.equal(postgres?.targetSessionAttrs, undefined);
+  });
+
+  test('one host: a list of one, and no target_session_attrs unless given', () => {
+    const postgres = load({ postgresDsn: 'postgres://u@h:1/d?target_session_attrs=standby' }).postgres;
+    assert.deepEqual(postgres?.hosts, [{ host: 'h', port: 1 }]);
+    assert.equal(postgres?.targetSessionAttrs, 'standby');
+    assert.equal(postgres?.display, 'postgres://u@h:1/d?target_session_attrs=standby');
+  });
+
   for (const [dsn, pattern] of [
+    ['postgres://u:hunter2@h1,,h2/d', /has an empty host in its host list/],
+    ['postgres://u:hunter2@h1,h2:0/d', /has port 0/],
+    ['postgres://u:hunter2@h1,h2:99999/d', /is not a valid URL/],
+    [
+      'postgres://u:hunter2@h/d?target_session_attrs=master',
+      /target_session_attrs "master": expected one of any/,
+    ],
     ['mysql://u:hunter2@h/d', /unsupported scheme "mysql"/],
     ['postgres://u:hunter2@h/d?sslmode=maybe', /sslmode "maybe": expected one of disable, allow/],
     ['postgres://u:hunter2@h/d?statement_timeout=1', /unsupported query parameter "statement_timeout"/],

@@ -15,10 +15,12 @@ export const ensureSchemaCommand: BanshoCommand = {
     const { dryRun } = config;
     let changes: SchemaChange[] = [];
     const schema = await runCheck(target.display, async () => {
-      ({ changes } = await ensureSchemaOn(target, { timeoutMs: config.timeoutMs, signal, dryRun }));
+      const result = await ensureSchemaOn(target, { timeoutMs: config.timeoutMs, signal, dryRun });
+      changes = result.changes;
+      const host = result.host ? { host: result.host } : {};
       const count = changes.length === 1 ? '1 change' : `${changes.length} changes`;
-      if (changes.length === 0) return { message: 'already up to date' };
-      return { message: dryRun ? `${count} planned (dry run: nothing changed)` : `${count} made` };
+      if (changes.length === 0) return { message: 'already up to date', ...host };
+      return { message: dryRun ? `${count} planned (dry run: nothing changed)` : `${count} made`, ...host };
     });
     const checks = { schema };
     return {

@@ -1,7 +1,14 @@
+import type { TransactionSql } from 'postgres';
 import type { CheckOutcome } from '../checks.js';
 import type { PostgresTarget } from '../config.js';
 import { BanshoError } from '../errors.js';
-import { type PostgresCheckOptions, type Sql, withPostgres } from '../storage/postgres.js';
+import {
+  answeringHost,
+  boundTransaction,
+  type PostgresCheckOptions,
+  type Sql,
+  withPostgres,
+} from '../storage/postgres.js';
 import { introspectSchema } from './introspect.js';
 import { planSchema, type SchemaChange, type SchemaPlan } from './plan.js';
 import { SCHEMA, SCHEMA_VERSION } from './spec.js';
@@ -16,6 +23,8 @@ export interface EnsureSchemaResult {
   /** What was changed, in order; with `dryRun`, what would be. Empty when nothing was missing. */
   changes: SchemaChange[];
   dryRun: boolean;
+  /** With several hosts in the DSN: the one it ran on. */
+  host?: string;
 }
 
 export interface EnsureSchemaRunOptions extends PostgresCheckOptions {
@@ -63,7 +72,7 @@ export function refuseServer(facts: ServerFacts): BanshoError | undefined {
   return undefined;
 }
 
-export async function readServerFacts(sql: Sql): Promise<ServerFacts> {
+export async function readServerFacts(sql: Sql | TransactionSql): Promise<ServerFacts> {
   const [row] = await sql<
     { version_num: string; version: string; in_recovery: boolean; read_only: string }[]
   >`
@@ -89,37 +98,41 @@ export async function ensureSchemaOn(
   options: EnsureSchemaRunOptions,
 ): Promise<EnsureSchemaResult> {
   const started = performance.now();
+  const remaining = () => options.timeoutMs - (performance.now() - started);
   const dryRun = options.dryRun === true;
-  return withPostgres(target, options, async (sql, race) => {
-    const refusal = refuseServer(await race(readServerFacts(sql)));
-    if (refusal) throw refusal;
-    const plan = planSchema(await race(introspectSchema(sql)));
+  return withPostgres(target, options, async (sql, race, session) => {
+    // Read in a transaction of its own so that its waits are bounded on the server too: the
+    // catalog functions wait for a table another session holds exclusively.
+    const plan = await race(
+      sql.begin(async (tx) => {
+        await boundTransaction(tx, remaining());
+        const refusal = refuseServer(await readServerFacts(tx));
+        if (refusal) throw refusal;
+        return planSchema(await introspectSchema(tx));
+      }),
+    );
+    // Read once the session exists: postgres.js connects on the first query.
+    const host = answeringHost(target, session);
     throwOnProblems(plan);
-    if (dryRun || plan.changes.length === 0) return { changes: plan.changes, dryRun };
+    if (dryRun || plan.changes.length === 0) return { changes: plan.changes, dryRun, ...host };
 
-    // The server's own timeouts end a wait with a clear error before bansho's hard deadline
-    // would cut the connection with a bare "timeout": a lock wait first (55P03, `locked`), then
-    // any statement (57014).
-    const remainingMs = options.timeoutMs - (performance.now() - started);
-    const lockTimeout = `${Math.max(1, Math.floor(remainingMs * 0.75))}ms`;
-    const statementTimeout = `${Math.max(1, Math.floor(remainingMs * 0.9))}ms`;
     const changes = await race(
       sql.begin(async (tx) => {
-        await tx`select set_config('lock_timeout', ${lockTimeout}, true),
-                        set_config('statement_timeout', ${statementTimeout}, true)`;
+        await boundTransaction(tx, remaining());
         await tx`select pg_advisory_xact_lock(hashtext(${SCHEMA_LOCK_KEY}))`;
+        // Another run may have done the work while this one waited for the lock.
         const locked = planSchema(await introspectSchema(tx));
         throwOnProblems(locked);
         for (const change of locked.changes) await tx.unsafe(change.sql);
         return locked.changes;
       }),
     );
-    return { changes, dryRun };
+    return { changes, dryRun, ...host };
   });
 }
 
 /** Reads the schema on an open connection and compares it with the spec, changing nothing. */
-export async function inspectSchemaOn(sql: Sql): Promise<SchemaPlan> {
+export async function inspectSchemaOn(sql: Sql | TransactionSql): Promise<SchemaPlan> {
   return planSchema(await introspectSchema(sql));
 }
 

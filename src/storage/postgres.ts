@@ -1,8 +1,14 @@
 import { once } from 'node:events';
-import { connect, isIP, type Socket } from 'node:net';
-import type { ConnectionOptions } from 'node:tls';
-import postgres, { type Options, type Sql } from 'postgres';
-import { DEFAULT_POSTGRES_DSN, type Env, type PostgresTarget, parsePostgresDsn } from '../config.js';
+import { connect, type Socket } from 'node:net';
+import { type ConnectionOptions, checkServerIdentity, type PeerCertificate } from 'node:tls';
+import postgres, { type Options, type Sql, type TransactionSql } from 'postgres';
+import {
+  DEFAULT_POSTGRES_DSN,
+  type Env,
+  type PostgresTarget,
+  parsePostgresDsn,
+  type TargetSessionAttrs,
+} from '../config.js';
 import { startDeadline } from '../deadline.js';
 import { BanshoError, type FailureCode } from '../errors.js';
 import { classifyNetworkError, errorChain } from './network-errors.js';
@@ -27,6 +33,7 @@ export interface PostgresPoolOptions {
   statementTimeoutMs?: number;
   /** Server-side lock_timeout in milliseconds; default 0 (the server's own, usually none). */
   lockTimeoutMs?: number;
+  // Both are startup parameters, which PgBouncer refuses: behind it, set them to 0.
   /** Pool size; default 10. */
   max?: number;
 }
@@ -46,8 +53,15 @@ export function resolvePostgresTarget(
   return parsePostgresDsn({ value: DEFAULT_POSTGRES_DSN, source: 'the default POSTGRES_DSN' });
 }
 
-/** Maps libpq's sslmode onto Node's TLS options, as libpq itself interprets each mode. */
-function tlsOptionsFor(target: PostgresTarget, ca: string | undefined): Options<never>['ssl'] {
+/**
+ * Maps libpq's sslmode onto Node's TLS options, as libpq itself interprets each mode.
+ * `currentHost` names the host being connected to, when it is one of several.
+ */
+function tlsOptionsFor(
+  target: PostgresTarget,
+  ca: string | undefined,
+  currentHost: () => string = () => target.host,
+): Options<never>['ssl'] {
   switch (target.sslMode) {
     case 'disable':
       return false;
@@ -60,13 +74,14 @@ function tlsOptionsFor(target: PostgresTarget, ca: string | undefined): Options<
       // The chain must lead to the CA, whatever name the certificate carries.
       return { rejectUnauthorized: true, checkServerIdentity: () => undefined, ...(ca ? { ca } : {}) };
     case 'verify-full':
-      // `host` is the name the certificate is checked against: bansho hands postgres.js a socket
-      // it opened itself, and without it Node would check against "localhost". SNI takes names only.
+      // The certificate is checked against the host dialled, named explicitly: bansho hands
+      // postgres.js sockets it opened itself, and Node would otherwise check against the SNI
+      // name, or "localhost" for an IP address. postgres.js sends SNI from `socket.host`.
       return {
         rejectUnauthorized: true,
-        host: target.host,
         ...(ca ? { ca } : {}),
-        ...(isIP(target.host) !== 0 ? {} : { servername: target.host }),
+        checkServerIdentity: (_name: string, cert: PeerCertificate) =>
+          checkServerIdentity(currentHost(), cert),
       };
   }
 }
@@ -79,17 +94,27 @@ export function createPostgresPool(options: PostgresPoolOptions = {}): Sql {
   return createPool(options);
 }
 
-function createPool(options: PostgresPoolOptions & { socket?: SocketFactory }): Sql {
+function createPool(
+  options: PostgresPoolOptions & {
+    socket?: SocketFactory;
+    targetSessionAttrs?: TargetSessionAttrs;
+    currentHost?: () => string;
+  },
+): Sql {
   const target = resolvePostgresTarget(options);
   const statementTimeoutMs = options.statementTimeoutMs ?? 30_000;
   return postgres({
     ...(options.socket ? ({ socket: options.socket } as object) : {}),
-    host: target.host,
-    port: target.port,
+    // postgres.js takes lists of hosts and ports, which its type definitions leave out.
+    host: target.hosts.map((entry) => entry.host) as unknown as string,
+    port: target.hosts.map((entry) => entry.port) as unknown as number,
+    ...(options.targetSessionAttrs && options.targetSessionAttrs !== 'any'
+      ? { target_session_attrs: postgresJsSessionAttrs(options.targetSessionAttrs) }
+      : {}),
     database: target.database,
     username: target.username,
     ...(target.password === undefined ? {} : { password: target.password }),
-    ssl: tlsOptionsFor(target, options.ca ?? target.caPem),
+    ssl: tlsOptionsFor(target, options.ca ?? target.caPem, options.currentHost),
     max: options.max ?? 10,
     // postgres.js counts these two in seconds.
     connect_timeout: (options.connectTimeoutMs ?? 5000) / 1000,
@@ -107,6 +132,17 @@ function createPool(options: PostgresPoolOptions & { socket?: SocketFactory }): 
   });
 }
 
+/**
+ * libpq's read-write skips a hot standby; postgres.js's looks only at default_transaction_read_only,
+ * which a standby leaves off, so it would settle on the standby. Its `primary` skips standbys;
+ * a primary with default_transaction_read_only on is then reported as read_only, not skipped.
+ */
+function postgresJsSessionAttrs(
+  attrs: Exclude<TargetSessionAttrs, 'any'>,
+): Exclude<TargetSessionAttrs, 'any'> {
+  return attrs === 'read-write' ? 'primary' : attrs;
+}
+
 /** Ends the pool: waits up to `graceMs` for running queries, then destroys the sockets. */
 export async function closePostgres(sql: Sql, graceMs = 1000): Promise<void> {
   await sql.end({ timeout: graceMs / 1000 });
@@ -116,58 +152,98 @@ export async function closePostgres(sql: Sql, graceMs = 1000): Promise<void> {
 export interface PostgresProbe {
   /** server_version, e.g. "15.20 (Debian 15.20-0+deb12u1)". */
   version: string;
+  /** With several hosts in the DSN: the one that gave the session ("db2:5432"). */
+  host?: string;
 }
 
 export interface PostgresCheckOptions {
   /** Hard bound for the whole check in milliseconds: resolve, connect, TLS, auth, work, close. */
   timeoutMs: number;
   signal?: AbortSignal | undefined;
+  /** Overrides the DSN's target_session_attrs. */
+  targetSessionAttrs?: TargetSessionAttrs | undefined;
+}
+
+/** What `work` learns about the session it runs on. */
+export interface PostgresSession {
+  /** The host that accepted the session ("db2:5432"), of the DSN's list. */
+  host(): string;
 }
 
 /**
  * Runs `work` on a one-connection pool under a hard deadline, then closes the pool, and
  * turns anything thrown into a classified BanshoError. Every PostgreSQL check goes through here.
+ * With several hosts, postgres.js moves from one to the next (a host that refuses, or does
+ * not match target_session_attrs); bansho only hands it one socket per host, in order.
  */
 export async function withPostgres<T>(
   target: PostgresTarget,
   options: PostgresCheckOptions,
-  work: (sql: Sql, race: <R>(promise: Promise<R>) => Promise<R>) => Promise<T>,
+  work: (sql: Sql, race: <R>(promise: Promise<R>) => Promise<R>, session: PostgresSession) => Promise<T>,
 ): Promise<T> {
   // postgres.js's end() only half-closes a socket, which keeps the process alive while a
   // silent peer or a long query holds the other half: bansho makes the sockets, so it can destroy them.
-  // It also redials when a socket closes during startup; a check dials exactly once.
+  // It also redials when a socket closes during startup; a check dials each host exactly once.
   const sockets = new Set<Socket>();
-  let dialled = false;
+  const hosts = target.hosts;
+  const outcomes: string[] = [];
+  let dialled = 0;
   let finished = false;
   const destroySockets = () => {
     finished = true;
     for (const socket of sockets) socket.destroy();
   };
+  // postgres.js waits for another host after a failed one; when none is left, this ends the wait.
+  let exhausted: (error: BanshoError) => void = () => {};
+  const noHostLeft = new Promise<never>((_, reject) => {
+    exhausted = reject;
+  });
+  noHostLeft.catch(() => {});
+  const sessionAttrs =
+    options.targetSessionAttrs ?? target.targetSessionAttrs ?? (hosts.length > 1 ? 'read-write' : undefined);
   const sql = createPool({
     target,
     max: 1,
     connectTimeoutMs: options.timeoutMs,
-    statementTimeoutMs: options.timeoutMs,
-    // Reading the catalog waits for a table another session holds exclusively (pg_get_expr
-    // opens it): the server ends that wait with a clear `locked` before the hard deadline.
-    lockTimeoutMs: Math.max(1, Math.floor(options.timeoutMs * 0.75)),
+    // No timeouts as startup parameters: PgBouncer refuses them ("unsupported startup
+    // parameter"). The hard deadline bounds the check; boundTransaction bounds waits on the server.
+    statementTimeoutMs: 0,
+    ...(sessionAttrs ? { targetSessionAttrs: sessionAttrs } : {}),
+    currentHost: () => (hosts[Math.max(0, dialled - 1)] ?? target).host,
     socket: async () => {
       if (finished)
         throw new BanshoError('interrupted', 'the check is over: not reconnecting', { service: 'postgres' });
-      if (dialled) {
-        throw new BanshoError(
-          'protocol',
-          `${target.display} closed the connection before the session started`,
-          {
-            service: 'postgres',
-          },
-        );
+      const next = hosts[dialled];
+      if (!next) {
+        const error =
+          hosts.length === 1
+            ? new BanshoError(
+                'protocol',
+                `${target.display} closed the connection before the session started`,
+                {
+                  service: 'postgres',
+                },
+              )
+            : noHostError(target, sessionAttrs, outcomes);
+        exhausted(error);
+        throw error;
       }
-      dialled = true;
-      const socket = connect({ host: target.host, port: target.port });
+      dialled++;
+      const name = `${displayHost(next.host)}:${next.port}`;
+      const socket = connect({ host: next.host, port: next.port });
+      // postgres.js names the TLS server (SNI) after `socket.host`, as on the sockets it makes.
+      Object.assign(socket, { host: next.host });
       sockets.add(socket);
-      socket.once('close', () => sockets.delete(socket));
-      await once(socket, 'connect');
+      socket.once('error', (error: NodeJS.ErrnoException) =>
+        outcomes.push(`${name}: ${error.code ?? error.message}`),
+      );
+      socket.once('close', () => {
+        sockets.delete(socket);
+        if (outcomes.length < dialled) outcomes.push(`${name}: closed the session`);
+      });
+      // With one host, a refused connection is reported as it is; with several, postgres.js
+      // is told through the socket's own events, and tries the next host.
+      if (hosts.length === 1) await once(socket, 'connect');
       return socket;
     },
   });
@@ -180,8 +256,15 @@ export async function withPostgres<T>(
       destroySockets();
     },
   });
+  const race = <R>(promise: Promise<R>) => deadline.race(Promise.race([promise, noHostLeft]));
+  const session: PostgresSession = {
+    host: () => {
+      const current = hosts[Math.max(0, dialled - 1)] ?? hosts[0];
+      return current ? `${displayHost(current.host)}:${current.port}` : '';
+    },
+  };
   try {
-    const result = await work(sql, deadline.race);
+    const result = await work(sql, race, session);
     deadline.phase = 'closing';
     await deadline.race(closePostgres(sql, options.timeoutMs));
     return result;
@@ -194,6 +277,52 @@ export async function withPostgres<T>(
   }
 }
 
+/** `{ host }` naming the host that gave the session, when the DSN lists several. */
+export function answeringHost(target: PostgresTarget, session: PostgresSession): { host?: string } {
+  return target.hosts.length > 1 ? { host: session.host() } : {};
+}
+
+function displayHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/** Every host of the list was tried: say why each was passed over. */
+function noHostError(
+  target: PostgresTarget,
+  sessionAttrs: string | undefined,
+  outcomes: string[],
+): BanshoError {
+  const tried = outcomes.join('; ');
+  if (outcomes.every((outcome) => outcome.endsWith('ECONNREFUSED'))) {
+    return new BanshoError(
+      'connection_refused',
+      `no host of ${target.display} accepted a connection (${tried})`,
+      {
+        service: 'postgres',
+      },
+    );
+  }
+  const code = sessionAttrs === 'read-write' || sessionAttrs === 'primary' ? 'read_only' : 'not_ready';
+  return new BanshoError(
+    code,
+    `no host of ${target.display} gave a session with target_session_attrs=${sessionAttrs ?? 'any'} (${tried})`,
+    { service: 'postgres' },
+  );
+}
+
+/**
+ * Sets lock_timeout and statement_timeout for the current transaction only (SET LOCAL), so
+ * that the server ends a wait with a clear error (`locked`, or 57014) before bansho's hard
+ * deadline cuts the connection with a bare `timeout`. Transaction-scoped on purpose: through
+ * PgBouncer in transaction pooling a session-level SET would leak to other clients.
+ */
+export async function boundTransaction(tx: TransactionSql, remainingMs: number): Promise<void> {
+  const lockTimeout = `${Math.max(1, Math.floor(remainingMs * 0.75))}ms`;
+  const statementTimeout = `${Math.max(1, Math.floor(remainingMs * 0.9))}ms`;
+  await tx`select set_config('lock_timeout', ${lockTimeout}, true),
+                  set_config('statement_timeout', ${statementTimeout}, true)`;
+}
+
 /** What the probe query learns about the server and the session. */
 export interface PostgresState {
   version: string;
@@ -202,7 +331,7 @@ export interface PostgresState {
 }
 
 /** The probe query: one round trip on an open session. */
-export async function readPostgresState(sql: Sql): Promise<PostgresState> {
+export async function readPostgresState(sql: Sql | TransactionSql): Promise<PostgresState> {
   const [row] = await sql<{ version: string; in_recovery: boolean; read_only: string }[]>`
     select current_setting('server_version') as version, pg_is_in_recovery() as in_recovery,
            current_setting('transaction_read_only') as read_only`;
@@ -231,9 +360,10 @@ export function judgePostgresState(state: PostgresState): PostgresProbe {
 
 /** Connects, proves the session can serve the gateway (a primary, writable), reads the version, closes. */
 export function checkPostgres(target: PostgresTarget, options: PostgresCheckOptions): Promise<PostgresProbe> {
-  return withPostgres(target, options, async (sql, race) =>
-    judgePostgresState(await race(readPostgresState(sql))),
-  );
+  return withPostgres(target, options, async (sql, race, session) => ({
+    ...judgePostgresState(await race(readPostgresState(sql))),
+    ...answeringHost(target, session),
+  }));
 }
 
 /** Resolves true when the server accepts a session and answers a query; otherwise throws a BanshoError. */

@@ -82,6 +82,7 @@ export function parseJson(result: CliResult): {
       target: string;
       latencyMs: number;
       version?: string;
+      host?: string;
       message?: string;
       pending?: string[];
       drift?: { object: string; expected: string; found: string }[];

@@ -280,7 +280,7 @@ async function pgMajorVersion(): Promise<string> {
 let osUserPromise: Promise<OsUser | undefined> | undefined;
 
 /** The `postgres` OS user when we are root (postgres will not run as root), else undefined: run as ourselves. */
-function postgresOsUser(): Promise<OsUser | undefined> {
+export function postgresOsUser(): Promise<OsUser | undefined> {
   osUserPromise ??= findPostgresOsUser();
   return osUserPromise;
 }
