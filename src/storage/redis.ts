@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import {
   ConnectionTimeoutError,
@@ -7,9 +7,12 @@ import {
   type RedisClientType,
   SocketClosedUnexpectedlyError,
 } from '@redis/client';
+import type { CheckDetail } from '../checks.js';
 import { DEFAULT_REDIS_URL, type Env, parseRedisUrl, type RedisTarget } from '../config.js';
 import { startDeadline } from '../deadline.js';
 import { BanshoError } from '../errors.js';
+import { throwOnFailedDetail } from '../sub-checks/detail.js';
+import { probeRedis } from '../sub-checks/redis.js';
 import { classifyNetworkError, errorChain } from './network-errors.js';
 
 // biome-ignore lint/complexity/noBannedTypes: node-redis spells "no modules, functions or scripts" as {}.
@@ -110,19 +113,22 @@ export interface RedisProbe {
   latencyMs: number;
   /** `redis_version` from INFO, when the server lets us read it. */
   version?: string;
+  /** The sub-checks: role, write, commands, eviction, memory, clock (see src/sub-checks/redis.ts). */
+  details: CheckDetail[];
 }
 
 export interface RedisCheckOptions {
   /** Hard bound for the whole check in milliseconds: resolve, connect, TLS, auth, probe, close. */
   timeoutMs: number;
   signal?: AbortSignal | undefined;
-  /** Also prove the server takes writes (a replica does not): SET of a short-lived key. */
+  /** Also prove the server takes writes: set, read back and delete a short-lived key. Default false. */
   write?: boolean;
 }
 
 /**
- * One bounded health check: connect, PING (any reply but PONG fails), read the version,
- * optionally write, close. Throws a classified BanshoError; never reconnects.
+ * One bounded health check: connect, PING (any reply but PONG fails), the sub-checks
+ * (version among them), close. Throws a classified BanshoError when the server cannot be
+ * checked at all; what the sub-checks find is returned. Never reconnects.
  */
 export async function checkRedis(target: RedisTarget, options: RedisCheckOptions): Promise<RedisProbe> {
   const client = createCheckClient(target, options.timeoutMs);
@@ -147,19 +153,14 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
         },
       );
     }
-    deadline.phase = 'reading INFO';
-    const version = await deadline.race(readVersion(client));
-    if (options.write) {
-      deadline.phase = 'writing a probe key';
-      await deadline.race(
-        client.set(`bansho:probe:${randomUUID()}`, '1', { expiration: { type: 'PX', value: 1000 } }),
-      );
-    }
+    deadline.phase = 'running the sub-checks';
+    const { version, details } = await deadline.race(probeRedis(client, { write: options.write ?? false }));
     deadline.phase = 'closing';
     await deadline.race(closeRedis(client));
     return {
       latencyMs: performance.now() - start,
       ...(version === undefined ? {} : { version }),
+      details,
     };
   } catch (error) {
     throw classifyRedisError(error, target);
@@ -169,25 +170,18 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
   }
 }
 
-/** INFO may be renamed or denied by an ACL; the version is nice to have, not a health signal. */
-async function readVersion(client: RedisClient): Promise<string | undefined> {
-  try {
-    const info = await client.info('server');
-    return /^redis_version:(.+)$/m.exec(info)?.[1]?.trim();
-  } catch (error) {
-    if (error instanceof ErrorReply && /^(NOPERM|ERR unknown command)/.test(error.message)) return undefined;
-    throw error;
-  }
-}
-
-/** Resolves true on a PONG; otherwise throws a classified BanshoError. */
+/**
+ * Resolves true on a PONG from a server the gateway can use (no sub-check failed: a replica,
+ * or a user the ACL denies the gateway's commands, throws); otherwise throws a classified BanshoError.
+ */
 export async function pingRedis(
   options: RedisClientOptions & { timeoutMs?: number; signal?: AbortSignal | undefined } = {},
 ): Promise<true> {
-  await checkRedis(resolveRedisTarget(options), {
+  const probe = await checkRedis(resolveRedisTarget(options), {
     timeoutMs: options.timeoutMs ?? options.connectTimeoutMs ?? 5000,
     signal: options.signal,
   });
+  throwOnFailedDetail(probe.details, 'redis');
   return true;
 }
 
@@ -255,6 +249,7 @@ export function defineScript(source: string): RedisScript {
 /**
  * The rate limiter's Redis operations, over a client the caller owns. Kept small on
  * purpose: expiry always in milliseconds, scripts by SHA with a reload on NOSCRIPT.
+ * The commands sub-check asks the ACL about exactly these (GATEWAY_COMMANDS in src/sub-checks/redis.ts).
  */
 export const redisOps = {
   get(client: RedisClient, key: string): Promise<string | null> {
