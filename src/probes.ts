@@ -27,18 +27,15 @@ function required<T>(value: T | undefined, name: string): T {
   return value;
 }
 
-export async function redisCheck(
-  config: Config,
-  signal: AbortSignal,
-  options: { write: boolean },
-): Promise<CheckResult> {
+export async function redisCheck(config: Config, signal: AbortSignal): Promise<CheckResult> {
   const target = required(config.redis, 'redis');
   const { checkRedis } = await import('./storage/redis.js');
   return runCheck(target.display, async () => {
-    const probe = await checkRedis(target, { timeoutMs: config.timeoutMs, signal, write: options.write });
+    const probe = await checkRedis(target, { timeoutMs: config.timeoutMs, signal, write: config.writeProbe });
     return {
       latencyMs: probe.latencyMs,
       ...(probe.version === undefined ? {} : { version: `Redis ${probe.version}` }),
+      details: probe.details,
     };
   });
 }
@@ -48,14 +45,14 @@ export async function postgresCheck(config: Config, signal: AbortSignal): Promis
   const { checkPostgres } = await import('./storage/postgres.js');
   return runCheck(target.display, async () => {
     const probe = await checkPostgres(target, { timeoutMs: config.timeoutMs, signal });
-    return { version: `PostgreSQL ${probe.version}` };
+    return { version: `PostgreSQL ${probe.version}`, details: probe.details };
   });
 }
 
 /**
  * smoke's two PostgreSQL checks, the server and the schema, on one connection: a healthcheck
- * every few seconds across a fleet should cost the server one session, not two. Once the probe
- * query has answered, the schema is read even if the server's verdict is a failure (a standby
+ * every few seconds across a fleet should cost the server one session, not two. Once the
+ * sub-checks' query has answered, the schema is read even if a sub-check failed (a standby
  * still shows its tables); when the connection itself fails, both checks report that failure.
  */
 export async function postgresAndSchemaChecks(
@@ -63,9 +60,8 @@ export async function postgresAndSchemaChecks(
   signal: AbortSignal,
 ): Promise<{ postgres: CheckResult; schema: CheckResult }> {
   const target = required(config.postgres, 'postgres');
-  const { readPostgresState, judgePostgresState, withPostgres, classifyPostgresError } = await import(
-    './storage/postgres.js'
-  );
+  const { withPostgres, classifyPostgresError } = await import('./storage/postgres.js');
+  const { probePostgres } = await import('./sub-checks/postgres.js');
   const { inspectSchemaOn, judgeSchema } = await import('./schema/ensure.js');
   const classified = <T>(promise: Promise<T>) =>
     promise.catch((error: unknown) => {
@@ -77,16 +73,16 @@ export async function postgresAndSchemaChecks(
   const postgres = await runCheck(target.display, async () => {
     let serverMs = 0;
     const probe = await withPostgres(target, { timeoutMs: config.timeoutMs, signal }, async (sql, race) => {
-      const state = await classified(race(readPostgresState(sql)));
+      const findings = await classified(race(probePostgres(sql)));
       serverMs = performance.now() - start;
       schema = await runCheck(
         target.display,
         async () => judgeSchema(await classified(race(inspectSchemaOn(sql)))),
         start,
       );
-      return judgePostgresState(state);
+      return findings;
     });
-    return { version: `PostgreSQL ${probe.version}`, latencyMs: serverMs };
+    return { version: `PostgreSQL ${probe.version}`, latencyMs: serverMs, details: probe.details };
   });
   return { postgres, schema: schema ?? { ...postgres, version: undefined } };
 }
