@@ -12,7 +12,7 @@ import { DEFAULT_REDIS_URL, type Env, parseRedisUrl, type RedisTarget } from '..
 import { startDeadline } from '../deadline.js';
 import { BanshoError } from '../errors.js';
 import { throwOnFailedDetail } from '../sub-checks/detail.js';
-import { probeRedis } from '../sub-checks/redis.js';
+import { MISCONF_HINT, probeRedis } from '../sub-checks/redis.js';
 import { classifyNetworkError, errorChain } from './network-errors.js';
 
 // biome-ignore lint/complexity/noBannedTypes: node-redis spells "no modules, functions or scripts" as {}.
@@ -186,11 +186,13 @@ export async function pingRedis(
 }
 
 /** Error replies by their first word; checked before anything else, as they are the server's own word. */
-const REPLY_CODES: Array<[RegExp, ConstructorParameters<typeof BanshoError>[0], string]> = [
+const REPLY_CODES: Array<[RegExp, ConstructorParameters<typeof BanshoError>[0], string, string?]> = [
   [/^(NOAUTH|WRONGPASS|NOPERM)\b/, 'auth_failed', 'authentication failed'],
   [/^ERR (AUTH|invalid password|Client sent AUTH)/i, 'auth_failed', 'authentication failed'],
   [/^(LOADING|MASTERDOWN|BUSY|TRYAGAIN|CLUSTERDOWN)\b/, 'not_ready', 'the server is not serving yet'],
   [/^READONLY\b/, 'read_only', 'the server is read-only'],
+  // Redis refuses PING too while writes are stopped, so that health checks notice.
+  [/^MISCONF\b/, 'read_only', 'writes are stopped after a failed background save', MISCONF_HINT],
   [/^ERR max(imum)? number of clients reached/i, 'too_many_connections', 'too many connections'],
   [/^ERR (DB index is out of range|invalid DB index)/i, 'unknown_database', 'no such database'],
 ];
@@ -202,9 +204,9 @@ export function classifyRedisError(error: unknown, target: RedisTarget): BanshoE
   for (const layer of errorChain(error)) {
     if (layer instanceof ErrorReply) {
       const reply = layer.message;
-      for (const [pattern, code, summary] of REPLY_CODES) {
+      for (const [pattern, code, summary, hint] of REPLY_CODES) {
         if (pattern.test(reply))
-          return new BanshoError(code, `${summary}: ${reply}`, { cause: error, service: 'redis' });
+          return new BanshoError(code, `${summary}: ${reply}`, { cause: error, service: 'redis', hint });
       }
       return new BanshoError('server_error', `${where} answered with an error: ${reply}`, {
         cause: error,

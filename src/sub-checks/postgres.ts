@@ -180,17 +180,20 @@ function judgePrivileges(facts: PostgresFacts, create: boolean): CheckDetail {
   const schema = facts.schema ?? '(none)';
   const existing = new Set(facts.privileges.map((entry) => entry.table));
   const missingTables = GATEWAY_PRIVILEGES.map(({ table }) => table).filter((table) => !existing.has(table));
-  const lacking = facts.privileges
-    .filter((entry) => !entry.granted)
-    .map((entry) => `${entry.privilege} on ${entry.table}`);
+  // What is lacking, by object: a GRANT statement per object.
+  const lacking = new Map<string, string[]>();
+  for (const entry of facts.privileges.filter((entry) => !entry.granted)) {
+    lacking.set(entry.table, [...(lacking.get(entry.table) ?? []), entry.privilege]);
+  }
   if (create && missingTables.length > 0 && facts.canCreate !== true)
-    lacking.push(`CREATE on schema ${schema}`);
-  if (lacking.length > 0) {
+    lacking.set(`SCHEMA ${schema}`, ['CREATE']);
+  if (lacking.size > 0) {
+    const objects = [...lacking];
     return failed(
       'privileges',
       'permission_denied',
-      `role ${facts.user} lacks ${lacking.join(', ')}`,
-      `GRANT ${lacking.join(', ')} TO ${facts.user} (as the owner of the tables or schema)`,
+      `role ${facts.user} lacks ${objects.map(([object, privileges]) => `${privileges.join(', ')} on ${object.replace(/^SCHEMA /, 'schema ')}`).join('; ')}`,
+      `${objects.map(([object, privileges]) => `GRANT ${privileges.join(', ')} ON ${object} TO ${facts.user}`).join('; ')} (as the owner)`,
     );
   }
   const held = GATEWAY_PRIVILEGES.filter(({ table }) => existing.has(table)).map(

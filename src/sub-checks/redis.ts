@@ -174,12 +174,7 @@ function writeFailure(error: ErrorReply, command: string): CheckDetail {
     );
   }
   if (/^MISCONF\b/.test(reply)) {
-    return failed(
-      'write',
-      'read_only',
-      observed,
-      "writes are stopped because the last background save failed: see the Redis log (disk full? 'dir' not writable?), fix it and run BGSAVE",
-    );
+    return failed('write', 'read_only', observed, MISCONF_HINT);
   }
   if (/^NOPERM\b/.test(reply)) {
     return failed(
@@ -191,6 +186,9 @@ function writeFailure(error: ErrorReply, command: string): CheckDetail {
   }
   return failed('write', 'server_error', observed, "read the message and the server's log");
 }
+
+export const MISCONF_HINT =
+  "writes are stopped because the last background save failed: see the Redis log (disk full? 'dir' not writable?), fix it and run BGSAVE";
 
 /** Whether the ACL lets the gateway's commands run: every one queued inside MULTI, none refused. */
 export function judgeCommands(multi: Reply, queued: readonly Reply[] | undefined): CheckDetail {
