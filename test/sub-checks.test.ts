@@ -334,7 +334,7 @@ describe('redis sub-checks', { concurrency: true }, () => {
     const commands = detailOf(report, 'redis', 'commands');
     assert.equal(commands.code, 'permission_denied');
     assert.match(commands.observed, /^SET, INCR, PEXPIRE not permitted/);
-    assert.match(commands.hint ?? '', /SET, INCR, PEXPIRE/);
+    assert.match(commands.hint ?? '', /ACL SETUSER <user> \+set \+incr \+pexpire$/);
     assert.equal(report.checks.redis?.error?.code, 'permission_denied');
   });
 
@@ -352,6 +352,7 @@ describe('redis sub-checks', { concurrency: true }, () => {
     const commands = detailOf(report, 'redis', 'commands');
     assert.equal(commands.status, 'fail');
     assert.match(commands.observed, /^SCRIPT LOAD, EVALSHA not permitted \(NOPERM/);
+    assert.match(commands.hint ?? '', /\+script\|load \+evalsha$/);
     assert.equal(report.checks.redis?.error?.code, 'permission_denied');
   });
 
@@ -368,6 +369,7 @@ describe('redis sub-checks', { concurrency: true }, () => {
     const write = detailOf(report, 'redis', 'write');
     assert.equal(write.code, 'permission_denied');
     assert.match(write.hint ?? '', /bansho:\*/);
+    assert.match(detailOf(report, 'redis', 'commands').hint ?? '', /~bansho:\*$/);
   });
 
   test('the library: pingRedis rejects a replica with read_only, and resolves despite a warning', async () => {

@@ -17,14 +17,15 @@ const PROBE_SCRIPT = 'return 1';
  * them; keep the two in step. Each is only queued inside a MULTI that is discarded, so the
  * ACL is asked without anything running.
  */
-const GATEWAY_COMMANDS: ReadonlyArray<{ name: string; args: (key: string) => string[] }> = [
-  { name: 'GET', args: (key) => ['GET', key] },
-  { name: 'SET', args: (key) => ['SET', key, '1', 'PX', '1000'] },
-  { name: 'INCR', args: (key) => ['INCR', key] },
-  { name: 'PEXPIRE', args: (key) => ['PEXPIRE', key, '1000'] },
-  { name: 'SCRIPT LOAD', args: () => ['SCRIPT', 'LOAD', PROBE_SCRIPT] },
+const GATEWAY_COMMANDS: ReadonlyArray<{ name: string; rule: string; args: (key: string) => string[] }> = [
+  { name: 'GET', rule: '+get', args: (key) => ['GET', key] },
+  { name: 'SET', rule: '+set', args: (key) => ['SET', key, '1', 'PX', '1000'] },
+  { name: 'INCR', rule: '+incr', args: (key) => ['INCR', key] },
+  { name: 'PEXPIRE', rule: '+pexpire', args: (key) => ['PEXPIRE', key, '1000'] },
+  { name: 'SCRIPT LOAD', rule: '+script|load', args: () => ['SCRIPT', 'LOAD', PROBE_SCRIPT] },
   {
     name: 'EVALSHA',
+    rule: '+evalsha',
     args: (key) => ['EVALSHA', createHash('sha1').update(PROBE_SCRIPT).digest('hex'), '1', key],
   },
 ];
@@ -202,19 +203,20 @@ export function judgeCommands(multi: Reply, queued: readonly Reply[] | undefined
     );
   }
   // Only a refusal by the ACL (or a renamed command) matters here: OOM, READONLY and MISCONF are the write probe's.
-  const refused = queued.flatMap((reply, index) =>
-    'error' in reply && /^(NOPERM|ERR unknown command)/.test(reply.error.message)
-      ? [{ name: names[index] ?? '?', message: reply.error.message }]
-      : [],
-  );
+  const refused = GATEWAY_COMMANDS.flatMap((command, index) => {
+    const reply = queued[index];
+    return reply && 'error' in reply && /^(NOPERM|ERR unknown command)/.test(reply.error.message)
+      ? [{ ...command, message: reply.error.message }]
+      : [];
+  });
   if (refused.length === 0) return passed('commands', `${names.join(', ')} permitted`);
   const list = refused.map((command) => command.name).join(', ');
-  return failed(
-    'commands',
-    'permission_denied',
-    `${list} not permitted (${refused[0]?.message})`,
-    `the gateway runs ${names.join(', ')} on its keys: grant ${list} to REDIS_URL's user (ACL SETUSER)`,
-  );
+  // A key outside the user's patterns: "no permissions to access one of the keys used as arguments".
+  const keysRefused = refused.some((command) => /permissions to access .*\bkeys?\b/i.test(command.message));
+  const hint = keysRefused
+    ? "bansho's probe keys (bansho:probe:*) are outside the user's key patterns: ACL SETUSER <user> ~bansho:*"
+    : `the gateway runs ${names.join(', ')}: ACL SETUSER <user> ${refused.map((command) => command.rule).join(' ')}`;
+  return failed('commands', 'permission_denied', `${list} not permitted (${refused[0]?.message})`, hint);
 }
 
 export function judgeEviction(fields: Map<string, string> | undefined, info: Reply): CheckDetail {
