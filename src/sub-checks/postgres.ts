@@ -1,5 +1,6 @@
 import type { Sql } from 'postgres';
 import type { CheckDetail } from '../checks.js';
+import { BanshoError } from '../errors.js';
 import { judgeClock } from './clock.js';
 import { failed, passed, warned } from './detail.js';
 
@@ -103,7 +104,8 @@ async function readFacts(sql: Sql): Promise<PostgresFacts> {
            (select count(*) from pg_stat_activity where backend_type = 'client backend')::int as connections_in_use,
            current_setting('server_encoding') as encoding,
            (extract(epoch from clock_timestamp()) * 1000)::float8 as server_ms`;
-  if (!row) throw new Error('the sub-checks query returned no row');
+  if (!row)
+    throw new BanshoError('protocol', 'the sub-checks query returned no row', { service: 'postgres' });
   return {
     version: row.version,
     versionNum: row.version_num,
