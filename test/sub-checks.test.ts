@@ -317,6 +317,20 @@ describe('redis sub-checks', { concurrency: true }, () => {
     assert.ok(report.checks.redis?.error?.message.includes(master));
   });
 
+  test('human output of a failed sub-check: the check line names it, and its hint is shown once, under it', async () => {
+    const result = await runCli(['ping-redis', '--no-write-probe', '--redis-url', redisReplica.url]);
+    assert.equal(result.code, 1, describeRun(result));
+    const lines = result.stdout.trimEnd().split('\n');
+    assert.match(lines[0] ?? '', /^FAIL\s+redis\s.*read_only: role: replica of /);
+    assert.match(lines[1] ?? '', /^\s+fail\s+role\s+replica of /);
+    assert.match(lines[2] ?? '', /^\s+hint: the gateway's writes would fail on a replica/);
+    assert.equal(
+      lines.filter((line) => line.includes("the gateway's writes would fail")).length,
+      1,
+      result.stdout,
+    );
+  });
+
   test('smoke against a replica: role and write both fail, and the check reports the role', async () => {
     const report = await bansho(
       ['smoke', '--redis-url', redisReplica.url, '--postgres-dsn', pgMain.dsn()],
