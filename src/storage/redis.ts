@@ -143,7 +143,12 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
   try {
     await deadline.race(client.connect());
     deadline.phase = 'waiting for PONG';
-    const reply = await deadline.race(client.ping());
+    // The sub-checks' first batch goes out with PING, in one round trip; it is judged only after a PONG.
+    const ping = client.ping();
+    const probe = probeRedis(client, { write: options.write ?? false });
+    // Without a PONG the sub-checks are abandoned with the connection: their failure is no news.
+    probe.catch(() => {});
+    const reply = await deadline.race(ping);
     if (reply !== 'PONG') {
       throw new BanshoError(
         'protocol',
@@ -154,7 +159,7 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
       );
     }
     deadline.phase = 'running the sub-checks';
-    const { version, details } = await deadline.race(probeRedis(client, { write: options.write ?? false }));
+    const { version, details } = await deadline.race(probe);
     deadline.phase = 'closing';
     await deadline.race(closeRedis(client));
     return {
