@@ -12,6 +12,22 @@ export interface CheckError {
   detail?: string[];
 }
 
+/**
+ * One named sub-check of a check ("eviction", "privileges"): what bansho observed on the
+ * server and what the operator should do about it; the shape of `checks.<name>.details[]`.
+ */
+export interface CheckDetail {
+  /** Stable name, unique within its check. */
+  name: string;
+  status: CheckStatus;
+  /** What was seen, in words: "maxmemory 100mb, policy allkeys-lru". */
+  observed: string;
+  /** What to do about it, or why it matters; absent when there is nothing to say. */
+  hint?: string;
+  /** On a failed sub-check only: the failure code its check reports. */
+  code?: FailureCode;
+}
+
 /** The outcome of one check; the shape of `checks.<name>` in `--json`. */
 export interface CheckResult {
   status: CheckStatus;
@@ -29,6 +45,8 @@ export interface CheckResult {
   pending?: string[];
   /** With `schema_mismatch`: every existing object that differs from the spec. */
   drift?: Difference[];
+  /** The sub-checks, in the order they are shown; the check's status is the worst of theirs. */
+  details?: CheckDetail[];
   error?: CheckError;
 }
 
@@ -45,7 +63,7 @@ export interface Report {
 }
 
 /** What a check reports on success; `latencyMs`, when given, replaces the time runCheck measured. */
-export type CheckOutcome = Pick<CheckResult, 'version' | 'host' | 'message' | 'pending'> & {
+export type CheckOutcome = Pick<CheckResult, 'version' | 'host' | 'message' | 'pending' | 'details'> & {
   status?: CheckStatus;
   latencyMs?: number;
 };
@@ -61,12 +79,14 @@ export async function runCheck(
   start: number = performance.now(),
 ): Promise<CheckResult> {
   try {
-    const { latencyMs, ...outcome } = await check();
+    const { latencyMs, status, ...outcome } = await check();
+    const failed = outcome.details?.find((detail) => detail.status === 'fail');
     return {
-      status: 'pass',
+      status: worstStatus([status ?? 'pass', ...(outcome.details ?? []).map((detail) => detail.status)]),
       target,
       latencyMs: roundLatency(latencyMs ?? performance.now() - start),
       ...outcome,
+      ...(failed ? { error: detailError(failed) } : {}),
     };
   } catch (error) {
     return {
@@ -77,6 +97,20 @@ export async function runCheck(
       error: toCheckError(error),
     };
   }
+}
+
+/** A failed sub-check as its check's error: the first failure names the check's code. */
+function detailError(detail: CheckDetail): CheckError {
+  return {
+    code: detail.code ?? 'unexpected',
+    message: `${detail.name}: ${detail.observed}`,
+    hint: detail.hint ?? '',
+  };
+}
+
+function worstStatus(statuses: readonly CheckStatus[]): CheckStatus {
+  if (statuses.includes('fail')) return 'fail';
+  return statuses.includes('warn') ? 'warn' : 'pass';
 }
 
 function roundLatency(ms: number): number {

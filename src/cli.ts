@@ -65,7 +65,11 @@ export function buildProgram(
       .addOption(new Option('--json', 'print exactly one JSON document on stdout').conflicts('quiet'))
       .option('-q, --quiet', 'print nothing; the exit code tells')
       .option('-v, --verbose', "also show the drivers' errors behind a failure");
-    if (spec.hasWarnings) command.option('--strict', 'treat warnings (schema not bootstrapped) as failures');
+    if (spec.hasWarnings)
+      command.option(
+        '--strict',
+        'treat warnings (e.g. an eviction policy, a schema not bootstrapped) as failures',
+      );
     for (const [flags, description] of spec.flags ?? []) command.option(flags, description);
     command.addHelpText('after', EXIT_CODES_HELP).action((options: CliOptions) => onCommand(spec, options));
   }

@@ -25,6 +25,8 @@ export interface CliOptions {
   verbose?: boolean;
   strict?: boolean;
   dryRun?: boolean;
+  /** False with `--no-write-probe`; commander sets true otherwise. */
+  writeProbe?: boolean;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -93,6 +95,8 @@ export interface Config {
   strict: boolean;
   /** `ensure-schema --dry-run`: plan and print, change nothing. */
   dryRun: boolean;
+  /** Whether the Redis check writes (and deletes) a short-lived key; off with `--no-write-probe`. */
+  writeProbe: boolean;
   color: boolean;
   /** Every password bansho was given, in every form it may be printed in; output is scrubbed of them. */
   secrets: string[];
@@ -147,6 +151,7 @@ export function loadConfig(input: ConfigInput, needs: Needs): Config {
     verbose: options.verbose === true,
     strict: options.strict === true,
     dryRun: options.dryRun === true,
+    writeProbe: options.writeProbe !== false,
     color: input.isTTY && !isSet(env.NO_COLOR) && env.TERM !== 'dumb',
     secrets,
   };

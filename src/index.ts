@@ -1,5 +1,5 @@
 /** bansho's storage library: the gateway builds on these. Re-exports only. */
-export type { CheckError, CheckResult, CheckStatus, Report } from './checks.js';
+export type { CheckDetail, CheckError, CheckResult, CheckStatus, Report } from './checks.js';
 export type { PostgresTarget, RedisTarget, SslMode } from './config.js';
 export { BanshoError, type Difference, ExitCode, type FailureCode } from './errors.js';
 export { redactUrl } from './redact.js';

@@ -1,5 +1,5 @@
 import { Chalk, type ChalkInstance } from 'chalk';
-import type { CheckError, CheckResult, CheckStatus, Report } from './checks.js';
+import type { CheckDetail, CheckError, CheckResult, CheckStatus, Report } from './checks.js';
 import { formatDuration } from './duration.js';
 import { redactUrls, scrubSecrets } from './redact.js';
 
@@ -79,11 +79,14 @@ function renderHuman(report: Report, paint: ChalkInstance, verbose: boolean): st
       `${word}  ${name.padEnd(width)}  ${check.target}  ${formatLatency(check.latencyMs)}  ${describe(check)}`,
     );
     const indent = ' '.repeat(width + 6);
-    if (check.error) lines.push(`${indent}${paint.dim(`hint: ${check.error.hint}`)}`);
+    // A failed sub-check shows its hint on its own line below.
+    const shownBelow = check.details?.some((detail) => detail.hint === check.error?.hint) ?? false;
+    if (check.error && !shownBelow) lines.push(`${indent}${paint.dim(`hint: ${check.error.hint}`)}`);
     if (verbose)
       for (const line of check.error?.detail ?? []) lines.push(`${indent}${paint.dim(`cause: ${line}`)}`);
     for (const item of check.drift ?? [])
       lines.push(`${indent}drift: ${item.object}: expected ${item.expected}, found ${item.found}`);
+    lines.push(...renderDetails(check.details ?? [], indent, paint));
     for (const item of check.pending ?? []) lines.push(`${indent}${paint.dim(`pending: ${item}`)}`);
   }
   if (report.changes) {
@@ -96,6 +99,17 @@ function renderHuman(report: Report, paint: ChalkInstance, verbose: boolean): st
     }
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** One line per sub-check under its check ("pass  role      master"), and its hint below it. */
+function renderDetails(details: readonly CheckDetail[], indent: string, paint: ChalkInstance): string[] {
+  const colour = { pass: paint.green, warn: paint.yellow, fail: paint.red } as const;
+  const width = Math.max(0, ...details.map((detail) => detail.name.length));
+  const hintIndent = `${indent}${' '.repeat(width + 8)}`;
+  return details.flatMap((detail) => [
+    `${indent}${colour[detail.status](detail.status)}  ${detail.name.padEnd(width)}  ${detail.observed}`,
+    ...(detail.hint === undefined ? [] : [`${hintIndent}${paint.dim(`hint: ${detail.hint}`)}`]),
+  ]);
 }
 
 function describe(check: CheckResult): string {

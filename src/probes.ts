@@ -27,18 +27,15 @@ function required<T>(value: T | undefined, name: string): T {
   return value;
 }
 
-export async function redisCheck(
-  config: Config,
-  signal: AbortSignal,
-  options: { write: boolean },
-): Promise<CheckResult> {
+export async function redisCheck(config: Config, signal: AbortSignal): Promise<CheckResult> {
   const target = required(config.redis, 'redis');
   const { checkRedis } = await import('./storage/redis.js');
   return runCheck(target.display, async () => {
-    const probe = await checkRedis(target, { timeoutMs: config.timeoutMs, signal, write: options.write });
+    const probe = await checkRedis(target, { timeoutMs: config.timeoutMs, signal, write: config.writeProbe });
     return {
       latencyMs: probe.latencyMs,
       ...(probe.version === undefined ? {} : { version: `Redis ${probe.version}` }),
+      details: probe.details,
     };
   });
 }
@@ -48,14 +45,18 @@ export async function postgresCheck(config: Config, signal: AbortSignal): Promis
   const { checkPostgres } = await import('./storage/postgres.js');
   return runCheck(target.display, async () => {
     const probe = await checkPostgres(target, { timeoutMs: config.timeoutMs, signal });
-    return { version: `PostgreSQL ${probe.version}`, ...(probe.host ? { host: probe.host } : {}) };
+    return {
+      version: `PostgreSQL ${probe.version}`,
+      details: probe.details,
+      ...(probe.host ? { host: probe.host } : {}),
+    };
   });
 }
 
 /**
  * smoke's two PostgreSQL checks, the server and the schema, on one connection: a healthcheck
- * every few seconds across a fleet should cost the server one session, not two. Once the probe
- * query has answered, the schema is read even if the server's verdict is a failure (a standby
+ * every few seconds across a fleet should cost the server one session, not two. Once the
+ * sub-checks' query has answered, the schema is read even if a sub-check failed (a standby
  * still shows its tables); when the connection itself fails, both checks report that failure.
  */
 export async function postgresAndSchemaChecks(
@@ -63,14 +64,10 @@ export async function postgresAndSchemaChecks(
   signal: AbortSignal,
 ): Promise<{ postgres: CheckResult; schema: CheckResult }> {
   const target = required(config.postgres, 'postgres');
-  const {
-    readPostgresState,
-    judgePostgresState,
-    withPostgres,
-    classifyPostgresError,
-    answeringHost,
-    boundTransaction,
-  } = await import('./storage/postgres.js');
+  const { withPostgres, classifyPostgresError, answeringHost, boundTransaction } = await import(
+    './storage/postgres.js'
+  );
+  const { probePostgres } = await import('./sub-checks/postgres.js');
   const { inspectSchemaOn, judgeSchema } = await import('./schema/ensure.js');
   const classified = <T>(promise: Promise<T>) =>
     promise.catch((error: unknown) => {
@@ -82,25 +79,32 @@ export async function postgresAndSchemaChecks(
   const postgres = await runCheck(target.display, async () => {
     let serverMs = 0;
     const probe = await withPostgres(target, { timeoutMs: config.timeoutMs, signal }, (sql, race, session) =>
-      // One read-only transaction, so that the server bounds its waits (boundTransaction).
+      // One transaction, so that the server bounds its waits (boundTransaction).
       race(
         sql.begin(async (tx) => {
           await boundTransaction(tx, config.timeoutMs - (performance.now() - start));
-          const state = await classified(readPostgresState(tx));
+          const findings = await classified(probePostgres(tx));
           serverMs = performance.now() - start;
           schema = await runCheck(
             target.display,
             async () => ({
-              ...judgeSchema(await classified(race(inspectSchemaOn(tx)))),
+              // In a savepoint: a failed read (a privilege, say) must not abort the transaction
+              // the PostgreSQL check's findings came from.
+              ...judgeSchema(await classified(race(tx.savepoint((savepoint) => inspectSchemaOn(savepoint))))),
               ...answeringHost(target, session),
             }),
             start,
           );
-          return { ...judgePostgresState(state), ...answeringHost(target, session) };
+          return { ...findings, ...answeringHost(target, session) };
         }),
       ),
     );
-    return { ...probe, version: `PostgreSQL ${probe.version}`, latencyMs: serverMs };
+    return {
+      version: `PostgreSQL ${probe.version}`,
+      latencyMs: serverMs,
+      details: probe.details,
+      ...(probe.host ? { host: probe.host } : {}),
+    };
   });
   return { postgres, schema: schema ?? { ...postgres, version: undefined } };
 }

@@ -114,6 +114,16 @@ function assertTarget(actual: string, url: string): void {
   else assert.ok(actual.includes(`:${new URL(url).port}`), `target ${actual} should name ${url}`);
 }
 
+/** Indented sub-check lines ("pass  role  master"), each maybe followed by its hint, in this order. */
+function assertSubCheckLines(lines: readonly string[], names: readonly string[], context: string): void {
+  const shown = lines.filter((line) => !/^\s+hint: /.test(line));
+  assert.deepEqual(
+    shown.map((line) => /^\s+pass\s+(\w+)\s+\S/.exec(line)?.[1]),
+    names,
+    context,
+  );
+}
+
 async function freshDatabase(prefix: string): Promise<{ name: string; dsn: string }> {
   const name = await pg.createDatabase(prefix);
   return { name, dsn: pg.dsn(name) };
@@ -168,12 +178,11 @@ const HAND_MADE_API_KEYS = `CREATE TABLE api_keys (
 // ---------------------------------------------------------------------------
 
 describe('ping-redis', { concurrency: true }, () => {
-  test('human output is one PASS line naming the target and the Redis version, exit 0', async () => {
+  test('human output is a PASS line naming the target and the Redis version, then its sub-checks, exit 0', async () => {
     const result = await bansho(['ping-redis', '--redis-url', redis.url]);
     assertExit(result, 0);
-    const lines = result.stdout.trimEnd().split('\n');
-    assert.equal(lines.length, 1, result.stdout);
-    const [line = ''] = lines;
+    const [line = '', ...rest] = result.stdout.trimEnd().split('\n');
+    assertSubCheckLines(rest, ['role', 'write', 'commands', 'eviction', 'memory', 'clock'], result.stdout);
     assert.match(line, /^PASS\s+redis\s/);
     assert.ok(line.includes(displayOf(redis.url) ?? `:${redis.port}`), line);
     assert.ok(line.includes(`Redis ${redisVersion}`), line);
@@ -190,7 +199,7 @@ describe('ping-redis', { concurrency: true }, () => {
     assert.deepEqual(Object.keys(doc.checks), ['redis']);
     const check = doc.checks.redis;
     assert.ok(check);
-    assert.deepEqual(Object.keys(check).sort(), ['latencyMs', 'status', 'target', 'version']);
+    assert.deepEqual(Object.keys(check).sort(), ['details', 'latencyMs', 'status', 'target', 'version']);
     assert.equal(check.status, 'pass');
     assertTarget(check.target, redis.url);
     assert.equal(typeof check.latencyMs, 'number');
@@ -221,13 +230,16 @@ describe('ping-redis', { concurrency: true }, () => {
 });
 
 describe('ping-postgres', { concurrency: true }, () => {
-  test('human output is one PASS line naming the target and the PostgreSQL version, exit 0', async () => {
+  test('human output is a PASS line naming the target and the PostgreSQL version, then its sub-checks, exit 0', async () => {
     const dsn = pg.dsn();
     const result = await bansho(['ping-postgres', '--postgres-dsn', dsn]);
     assertExit(result, 0);
-    const lines = result.stdout.trimEnd().split('\n');
-    assert.equal(lines.length, 1, result.stdout);
-    const [line = ''] = lines;
+    const [line = '', ...rest] = result.stdout.trimEnd().split('\n');
+    assertSubCheckLines(
+      rest,
+      ['version', 'primary', 'privileges', 'connections', 'clock', 'encoding'],
+      result.stdout,
+    );
     assert.match(line, /^PASS\s+postgres\s/);
     assert.ok(line.includes(displayOf(dsn) ?? `:${pg.port}`), line);
     assert.ok(line.includes(`PostgreSQL ${postgresVersion}`), line);
@@ -245,7 +257,7 @@ describe('ping-postgres', { concurrency: true }, () => {
     assert.deepEqual(Object.keys(doc.checks), ['postgres']);
     const check = doc.checks.postgres;
     assert.ok(check);
-    assert.deepEqual(Object.keys(check).sort(), ['latencyMs', 'status', 'target', 'version']);
+    assert.deepEqual(Object.keys(check).sort(), ['details', 'latencyMs', 'status', 'target', 'version']);
     assert.equal(check.status, 'pass');
     assertTarget(check.target, dsn);
     assert.equal(typeof check.latencyMs, 'number');
@@ -504,7 +516,9 @@ describe('smoke', { concurrency: true }, () => {
     const { dsn } = await freshDatabase('cli_smoke_human');
     const result = await bansho(['smoke'], { env: { REDIS_URL: redis.url, POSTGRES_DSN: dsn } });
     assertExit(result, 0);
-    const lines = result.stdout.trimEnd().split('\n');
+    // The checks' own lines; sub-checks, hints and pending items are indented under them.
+    const lines = result.stdout.split('\n').filter((line) => /^\S/.test(line));
+    assert.equal(lines.length, 3, result.stdout);
     assert.match(lines[0] ?? '', /^PASS\s+redis\s/);
     assert.match(lines[1] ?? '', /^PASS\s+postgres\s/);
     assert.match(lines[2] ?? '', /^WARN\s+schema\s.*not bootstrapped yet/);
@@ -954,15 +968,22 @@ describe('help and version', { concurrency: true }, () => {
     assert.match(result.stdout, /Exit codes:/);
   });
 
-  test('ping-redis --help offers only the flags that mean something for it', async () => {
-    const result = await bansho(['ping-redis', '--help']);
-    assertExit(result, 0);
+  test('ping-redis and ensure-schema --help offer only the flags that mean something for them', async () => {
     // Option lines only: the exit-code table below them mentions --strict in prose.
-    const optionLines = result.stdout.split('\n').filter((line) => /^\s+(-\w, )?--[a-z-]+/.test(line));
-    const flags = optionLines.map((line) => /--[a-z-]+/.exec(line)?.[0]);
-    assert.ok(flags.includes('--redis-url'), result.stdout);
-    assert.ok(!flags.includes('--postgres-dsn'), result.stdout);
-    assert.ok(!flags.includes('--strict'), result.stdout);
+    const flagsOf = async (command: string) => {
+      const result = await bansho([command, '--help']);
+      assertExit(result, 0);
+      const optionLines = result.stdout.split('\n').filter((line) => /^\s+(-\w, )?--[a-z-]+/.test(line));
+      return optionLines.map((line) => /--[a-z-]+/.exec(line)?.[0]);
+    };
+    const pingRedis = await flagsOf('ping-redis');
+    for (const flag of ['--redis-url', '--no-write-probe', '--strict'])
+      assert.ok(pingRedis.includes(flag), flag);
+    assert.ok(!pingRedis.includes('--postgres-dsn'));
+    const ensureSchema = await flagsOf('ensure-schema');
+    assert.ok(ensureSchema.includes('--postgres-dsn'));
+    for (const flag of ['--redis-url', '--no-write-probe', '--strict'])
+      assert.ok(!ensureSchema.includes(flag), flag);
   });
 
   test('--version prints the package.json version and exits 0', async () => {

@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { closePostgres, createPostgresPool, type Sql } from '../src/index.js';
-import { refuseServer, type ServerFacts } from '../src/schema/ensure.js';
+import { refuseServer } from '../src/schema/ensure.js';
+import { judgePostgres, type PostgresFacts } from '../src/sub-checks/postgres.js';
 import { type CliResult, parseJson, runCli } from './support/cli.js';
 import { type PostgresEndpoint, type RedisEndpoint, usePostgres, useRedis } from './support/servers.js';
 
@@ -94,31 +95,60 @@ async function holdingSession(database: string): Promise<Sql> {
 
 // ---------------------------------------------------------------------------
 
-describe('PostgreSQL versions and read-only servers (refuseServer)', () => {
-  const primary: ServerFacts = { versionNum: 150020, version: '15.20', inRecovery: false, readOnly: false };
+describe('what ensure-schema refuses to start on (refuseServer)', () => {
+  const healthy: PostgresFacts = {
+    version: '15.20',
+    versionNum: 150020,
+    inRecovery: false,
+    readOnly: false,
+    user: 'app',
+    schema: 'public',
+    canCreate: true,
+    privileges: [],
+    maxConnections: 100,
+    reservedConnections: 3,
+    connectionsInUse: 1,
+    encoding: 'UTF8',
+    serverMs: 1000,
+  };
+  const refusal = (facts: Partial<PostgresFacts>) =>
+    refuseServer(
+      judgePostgres({ ...healthy, ...facts }, { sentAtMs: 1000, receivedAtMs: 1000, create: true }),
+    );
 
-  test('13 and newer on a writable primary: nothing to refuse', () => {
-    assert.equal(refuseServer(primary), undefined);
-    assert.equal(refuseServer({ ...primary, versionNum: 130000, version: '13.0' }), undefined);
+  test('13 and newer on a writable primary with CREATE: nothing to refuse', () => {
+    assert.equal(refusal({}), undefined);
+    assert.equal(refusal({ versionNum: 130000, version: '13.0' }), undefined);
+  });
+
+  test('a warning (a LATIN1 database, connections nearly used up) does not stop it', () => {
+    assert.equal(refusal({ encoding: 'LATIN1', connectionsInUse: 97 }), undefined);
   });
 
   test('12 is refused as unsupported_version, naming the version and the reason', () => {
-    const error = refuseServer({ ...primary, versionNum: 120018, version: '12.18' });
+    const error = refusal({ versionNum: 120018, version: '12.18' });
     assert.equal(error?.code, 'unsupported_version');
-    assert.match(error?.message ?? '', /PostgreSQL 12\.18 is too old: bansho needs 13 or newer/);
-    assert.match(error?.message ?? '', /gen_random_uuid/);
+    assert.match(error?.message ?? '', /PostgreSQL 12\.18/);
+    assert.match(error?.hint ?? '', /13 or newer.*gen_random_uuid/);
   });
 
-  test('a standby in recovery is refused as read_only', () => {
-    const error = refuseServer({ ...primary, inRecovery: true, readOnly: true });
+  test('a standby in recovery is refused as read_only: nothing can be created there', () => {
+    const error = refusal({ inRecovery: true, readOnly: true });
     assert.equal(error?.code, 'read_only');
     assert.match(error?.message ?? '', /standby in recovery/);
   });
 
   test('default_transaction_read_only is refused as read_only', () => {
-    const error = refuseServer({ ...primary, readOnly: true });
+    const error = refusal({ readOnly: true });
     assert.equal(error?.code, 'read_only');
     assert.match(error?.message ?? '', /default_transaction_read_only/);
+  });
+
+  test('no CREATE on the schema while tables are missing is refused as permission_denied, with the GRANT', () => {
+    const error = refusal({ canCreate: false });
+    assert.equal(error?.code, 'permission_denied');
+    assert.match(error?.message ?? '', /CREATE on schema public/);
+    assert.match(error?.hint ?? '', /GRANT CREATE ON SCHEMA public TO app/);
   });
 });
 
@@ -334,8 +364,27 @@ describe('read-only targets, locks and time bounds', { concurrency: true }, () =
     const error = parseJson(result).checks.schema?.error;
     assert.equal(error?.code, 'read_only');
     assert.match(error?.message ?? '', /default_transaction_read_only/);
-    assert.match(error?.hint ?? '', /primary/);
+    assert.match(error?.hint ?? '', /default_transaction_read_only = off/);
     assert.equal(await snapshot(name), before);
+  });
+
+  test('a role without CREATE on the schema: exit 1 with permission_denied and the GRANT to run, nothing created', async () => {
+    const name = await pg.createDatabase('es_nocreate');
+    const role = `es_nocreate_${process.pid}`;
+    await pg.query(`create role ${role} login`);
+    try {
+      const before = await snapshot(name);
+      const dsn = pg.dsn(name).replace('postgres@', `${role}@`);
+      const result = await ensure(dsn, '--json');
+      assertExit(result, 1);
+      const error = parseJson(result).checks.schema?.error;
+      assert.equal(error?.code, 'permission_denied');
+      assert.match(error?.message ?? '', new RegExp(`role ${role} lacks CREATE on schema public`));
+      assert.match(error?.hint ?? '', new RegExp(`GRANT CREATE ON SCHEMA public TO ${role}`));
+      assert.equal(await snapshot(name), before);
+    } finally {
+      await pg.query(`drop role ${role}`);
+    }
   });
 
   test('another ensure-schema holding the schema lock: exit 1 with locked within --timeout, then success once released', async () => {

@@ -675,8 +675,13 @@ describe('read_only', () => {
     assert.equal(parseJson(result).checks.postgres?.status, 'pass', describeRun(result));
   });
 
-  test('ping-redis passes against a replica serving stale data: it does not write', async () => {
-    await expectPass(['ping-redis'], { REDIS_URL: redisUrl(redisStaleReplica.port) }, 'redis');
+  test('ping-redis --no-write-probe exits 1 with read_only for a replica serving stale data: its role tells', async () => {
+    const result = await expectFailure(
+      ['ping-redis', '--no-write-probe'],
+      { REDIS_URL: redisUrl(redisStaleReplica.port) },
+      { check: 'redis', code: 'read_only' },
+    );
+    assert.match(parseJson(result).checks.redis?.error?.message ?? '', /^role: replica of 127\.0\.0\.1:\d+/);
   });
 });
 

@@ -25,6 +25,11 @@ describe('a PostgreSQL standby in recovery', () => {
     assert.equal(error?.code, 'not_ready');
     assert.match(error?.message ?? '', /standby in recovery/);
     assert.match(error?.hint ?? '', /primary/);
+    const primary = parseJson(result).checks.postgres?.details?.find((detail) => detail.name === 'primary');
+    assert.deepEqual(primary && { status: primary.status, observed: primary.observed }, {
+      status: 'fail',
+      observed: 'a standby in recovery',
+    });
   });
 
   test('ensure-schema exits 1 with read_only, naming the standby, and creates nothing', async () => {

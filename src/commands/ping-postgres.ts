@@ -4,7 +4,9 @@ import type { BanshoCommand } from './command.js';
 
 export const pingPostgresCommand: BanshoCommand = {
   name: 'ping-postgres',
-  summary: 'connect to PostgreSQL, run a query on a writable primary; report latency and server version',
+  summary:
+    'connect to PostgreSQL, check what the gateway needs (a writable primary, privileges); report latency and version',
+  hasWarnings: true,
   needs: { redis: false, postgres: true },
   async run(config, signal) {
     const checks = { postgres: await postgresCheck(config, signal) };

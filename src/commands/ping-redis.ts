@@ -4,10 +4,12 @@ import type { BanshoCommand } from './command.js';
 
 export const pingRedisCommand: BanshoCommand = {
   name: 'ping-redis',
-  summary: 'connect to Redis, expect PONG; report latency and server version',
+  summary: 'connect to Redis, expect PONG, check what the gateway needs; report latency and server version',
+  hasWarnings: true,
+  flags: [['--no-write-probe', 'do not write (and delete) a short-lived key to prove Redis takes writes']],
   needs: { redis: true, postgres: false },
   async run(config, signal) {
-    const checks = { redis: await redisCheck(config, signal, { write: false }) };
+    const checks = { redis: await redisCheck(config, signal) };
     return { status: summarize(checks, config.strict), checks };
   },
 };

@@ -4,12 +4,13 @@ import type { BanshoCommand } from './command.js';
 
 export const smokeCommand: BanshoCommand = {
   name: 'smoke',
-  summary: 'check Redis (PING and a write), PostgreSQL and the schema, concurrently',
+  summary: 'check Redis, PostgreSQL and the schema, with what the gateway needs of each, concurrently',
   needs: { redis: true, postgres: true },
   hasWarnings: true,
+  flags: [['--no-write-probe', 'do not write (and delete) a short-lived key to prove Redis takes writes']],
   async run(config, signal) {
     const [redis, { postgres, schema }] = await Promise.all([
-      redisCheck(config, signal, { write: true }),
+      redisCheck(config, signal),
       postgresAndSchemaChecks(config, signal),
     ]);
     const checks = { redis, postgres, schema };

@@ -1,5 +1,5 @@
 import type { TransactionSql } from 'postgres';
-import type { CheckOutcome } from '../checks.js';
+import type { CheckDetail, CheckOutcome } from '../checks.js';
 import type { PostgresTarget } from '../config.js';
 import { BanshoError } from '../errors.js';
 import {
@@ -9,15 +9,13 @@ import {
   type Sql,
   withPostgres,
 } from '../storage/postgres.js';
+import { probePostgres } from '../sub-checks/postgres.js';
 import { introspectSchema } from './introspect.js';
 import { planSchema, type SchemaChange, type SchemaPlan } from './plan.js';
-import { SCHEMA, SCHEMA_VERSION } from './spec.js';
+import { SCHEMA, SCHEMA_VERSION, VERSION_TABLE } from './spec.js';
 
 /** Serialises concurrent `ensure-schema` runs (every replica's start-up at once), whatever their timing. */
 const SCHEMA_LOCK_KEY = 'bansho.schema';
-
-/** PostgreSQL 13 is the first with a built-in gen_random_uuid(), which the spec's defaults call. */
-export const MIN_SERVER_VERSION_NUM = 130000;
 
 export interface EnsureSchemaResult {
   /** What was changed, in order; with `dryRun`, what would be. Empty when nothing was missing. */
@@ -32,59 +30,22 @@ export interface EnsureSchemaRunOptions extends PostgresCheckOptions {
   dryRun?: boolean;
 }
 
-/** What the server says about itself, read in one query before anything is attempted. */
-export interface ServerFacts {
-  /** server_version_num, e.g. 150020. */
-  versionNum: number;
-  version: string;
-  inRecovery: boolean;
-  /** transaction_read_only of a new transaction: default_transaction_read_only, or a standby. */
-  readOnly: boolean;
-}
+/** The sub-checks that must pass before ensure-schema attempts anything. */
+const PREREQUISITES = ['version', 'primary', 'privileges'];
 
-/** Why ensure-schema must not start on this server, if it must not. Pure, so each case is unit-tested. */
-export function refuseServer(facts: ServerFacts): BanshoError | undefined {
-  if (facts.versionNum < MIN_SERVER_VERSION_NUM) {
-    return new BanshoError(
-      'unsupported_version',
-      `PostgreSQL ${facts.version} is too old: bansho needs 13 or newer (gen_random_uuid() is built in from 13)`,
-      { service: 'postgres' },
-    );
-  }
-  if (facts.inRecovery) {
-    return new BanshoError(
-      'read_only',
-      'the server is a standby in recovery: the schema is created on the primary',
-      {
-        service: 'postgres',
-      },
-    );
-  }
-  if (facts.readOnly) {
-    return new BanshoError(
-      'read_only',
-      'sessions on this database are read-only (default_transaction_read_only)',
-      {
-        service: 'postgres',
-      },
-    );
-  }
-  return undefined;
-}
-
-export async function readServerFacts(sql: Sql | TransactionSql): Promise<ServerFacts> {
-  const [row] = await sql<
-    { version_num: string; version: string; in_recovery: boolean; read_only: string }[]
-  >`
-    select current_setting('server_version_num') as version_num, current_setting('server_version') as version,
-           pg_is_in_recovery() as in_recovery, current_setting('transaction_read_only') as read_only`;
-  if (!row) throw new BanshoError('protocol', 'the server query returned no row', { service: 'postgres' });
-  return {
-    versionNum: Number(row.version_num),
-    version: row.version,
-    inRecovery: row.in_recovery,
-    readOnly: row.read_only === 'on',
-  };
+/**
+ * Why ensure-schema must not start, from the PostgreSQL sub-checks (with CREATE required), if
+ * it must not: PostgreSQL before 13, a standby or a read-only session (both `read_only`: nothing
+ * can be created there), a missing privilege. Pure, so each case is unit-tested.
+ */
+export function refuseServer(details: readonly CheckDetail[]): BanshoError | undefined {
+  const failure = details.find((detail) => detail.status === 'fail' && PREREQUISITES.includes(detail.name));
+  if (!failure) return undefined;
+  const code = failure.name === 'primary' ? 'read_only' : (failure.code ?? 'unexpected');
+  return new BanshoError(code, `${failure.name}: ${failure.observed}`, {
+    service: 'postgres',
+    ...(failure.hint === undefined ? {} : { hint: failure.hint }),
+  });
 }
 
 /**
@@ -106,7 +67,7 @@ export async function ensureSchemaOn(
     const plan = await race(
       sql.begin(async (tx) => {
         await boundTransaction(tx, remaining());
-        const refusal = refuseServer(await readServerFacts(tx));
+        const refusal = refuseServer((await probePostgres(tx, { create: true })).details);
         if (refusal) throw refusal;
         return planSchema(await introspectSchema(tx));
       }),
@@ -168,7 +129,12 @@ export function judgeSchema(plan: SchemaPlan): CheckOutcome {
     };
   }
   throwOnProblems(plan);
-  if (plan.changes.length === 0) return { message: `as specified (schema version ${SCHEMA_VERSION})` };
+  if (plan.changes.length === 0) {
+    const version = plan.versionUnreadable
+      ? `this role may not read ${VERSION_TABLE}`
+      : `schema version ${SCHEMA_VERSION}`;
+    return { message: `as specified (${version})` };
+  }
   const pending = plan.changes.map((change) => `${change.action} ${change.object}`);
   const message =
     plan.missingTables.length === SCHEMA.length

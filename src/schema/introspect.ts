@@ -23,6 +23,8 @@ interface CatalogRows {
     | null;
   constraints: [table: string, name: string, definition: string][] | null;
   indexes: [table: string, name: string, partial: boolean, columns: string[]][] | null;
+  /** Whether this role may read the version table; null when there is none. */
+  versionReadable: boolean | null;
 }
 
 /**
@@ -42,6 +44,7 @@ export async function introspectSchema(sql: Sql | TransactionSql): Promise<Actua
     )
     select json_build_object(
       'relations', (select json_agg(json_build_array(r.relname, r.relkind)) from rels r),
+      'versionReadable', (select has_table_privilege(r.oid, 'SELECT') from rels r where r.relname = ${VERSION_TABLE}),
       'columns', (
         select json_agg(json_build_array(r.relname, a.attname, format_type(a.atttypid, a.atttypmod),
                                          a.attnotnull, pg_get_expr(d.adbin, d.adrelid))
@@ -90,6 +93,8 @@ export async function introspectSchema(sql: Sql | TransactionSql): Promise<Actua
 
   const versionTable = tables.get(VERSION_TABLE);
   let version: number | null = null;
+  // The gateway's role commonly has no privilege on the version table: then the version is unknown.
+  if (catalog.versionReadable === false) return { tables, version: null, versionUnreadable: true };
   if (versionTable?.kind === 'table' && versionTable.columns.get('version')?.type === 'integer') {
     const [found] = await sql<
       { version: number | null }[]

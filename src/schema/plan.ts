@@ -42,8 +42,10 @@ export interface ActualTable {
 /** What the database holds, as `introspectSchema` reads it. */
 export interface ActualSchema {
   tables: ReadonlyMap<string, ActualTable>;
-  /** The highest version in bansho_schema_version; null when none is recorded. */
+  /** The highest version in bansho_schema_version; null when none is recorded (or unreadable). */
   version: number | null;
+  /** The version table exists but this role may not read it: the version is unknown. */
+  versionUnreadable?: boolean;
 }
 
 /** One statement of a plan; the shape of `changes` in `--json`. */
@@ -65,6 +67,8 @@ export interface SchemaPlan {
   recordedVersion: number | null;
   /** True when the database records a newer version than this bansho knows: compare nothing, change nothing. */
   newer: boolean;
+  /** The version table exists but this role may not read it. */
+  versionUnreadable?: boolean;
 }
 
 /**
@@ -83,6 +87,7 @@ export function planSchema(
     missingTables: [],
     recordedVersion: actual.version,
     newer: actual.version !== null && actual.version > version,
+    ...(actual.versionUnreadable ? { versionUnreadable: true } : {}),
   };
   // A newer bansho may have changed what "as specified" means: judging by our spec would be wrong.
   if (plan.newer) return plan;
@@ -108,7 +113,7 @@ export function planSchema(
     planConstraints(table, found, plan);
     planIndexes(table, found, plan);
   }
-  if (actual.version === null || actual.version < version) {
+  if (!actual.versionUnreadable && (actual.version === null || actual.version < version)) {
     plan.changes.push({
       object: `schema version ${version}`,
       action: 'record',

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { type ConnectionOptions, checkServerIdentity, type PeerCertificate } from 'node:tls';
 import postgres, { type Options, type Sql, type TransactionSql } from 'postgres';
+import type { CheckDetail } from '../checks.js';
 import {
   DEFAULT_POSTGRES_DSN,
   type Env,
@@ -11,6 +12,8 @@ import {
 } from '../config.js';
 import { startDeadline } from '../deadline.js';
 import { BanshoError, type FailureCode } from '../errors.js';
+import { throwOnFailedDetail } from '../sub-checks/detail.js';
+import { probePostgres } from '../sub-checks/postgres.js';
 import { classifyNetworkError, errorChain } from './network-errors.js';
 
 export type { Sql } from 'postgres';
@@ -152,6 +155,8 @@ export async function closePostgres(sql: Sql, graceMs = 1000): Promise<void> {
 export interface PostgresProbe {
   /** server_version, e.g. "15.20 (Debian 15.20-0+deb12u1)". */
   version: string;
+  /** The sub-checks: version, primary, privileges, connections, clock, encoding (see src/sub-checks/postgres.ts). */
+  details: CheckDetail[];
   /** With several hosts in the DSN: the one that gave the session ("db2:5432"). */
   host?: string;
 }
@@ -323,60 +328,32 @@ export async function boundTransaction(tx: TransactionSql, remainingMs: number):
                   set_config('statement_timeout', ${statementTimeout}, true)`;
 }
 
-/** What the probe query learns about the server and the session. */
-export interface PostgresState {
-  version: string;
-  inRecovery: boolean;
-  readOnly: boolean;
-}
-
-/** The probe query: one round trip on an open session. */
-export async function readPostgresState(sql: Sql | TransactionSql): Promise<PostgresState> {
-  const [row] = await sql<{ version: string; in_recovery: boolean; read_only: string }[]>`
-    select current_setting('server_version') as version, pg_is_in_recovery() as in_recovery,
-           current_setting('transaction_read_only') as read_only`;
-  if (!row) throw new BanshoError('protocol', 'the probe query returned no row', { service: 'postgres' });
-  return { version: row.version, inRecovery: row.in_recovery, readOnly: row.read_only === 'on' };
-}
-
-/** Whether the server can serve the gateway (a primary, writable); throws the verdict when not. */
-export function judgePostgresState(state: PostgresState): PostgresProbe {
-  if (state.inRecovery) {
-    throw new BanshoError('not_ready', 'the server is a standby in recovery; the gateway needs a primary', {
-      service: 'postgres',
-    });
-  }
-  if (state.readOnly) {
-    throw new BanshoError(
-      'read_only',
-      'sessions on this database are read-only (default_transaction_read_only)',
-      {
-        service: 'postgres',
-      },
-    );
-  }
-  return { version: state.version };
-}
-
-/** Connects, proves the session can serve the gateway (a primary, writable), reads the version, closes. */
+/**
+ * Connects and runs the sub-checks: whether the session can serve the gateway (a primary,
+ * writable, privileges), the version, and what to watch (connections, clock, encoding).
+ */
 export function checkPostgres(target: PostgresTarget, options: PostgresCheckOptions): Promise<PostgresProbe> {
   return withPostgres(target, options, async (sql, race, session) => ({
-    ...judgePostgresState(await race(readPostgresState(sql))),
+    ...(await race(probePostgres(sql))),
     ...answeringHost(target, session),
   }));
 }
 
-/** Resolves true when the server accepts a session and answers a query; otherwise throws a BanshoError. */
+/**
+ * Resolves true when the server accepts a session and no sub-check fails (a standby, a
+ * read-only session, a missing privilege throw); otherwise throws a BanshoError.
+ */
 export async function pingPostgres(
   options: Pick<PostgresPoolOptions, 'dsn' | 'env' | 'target'> & {
     timeoutMs?: number;
     signal?: AbortSignal | undefined;
   } = {},
 ): Promise<true> {
-  await checkPostgres(resolvePostgresTarget(options), {
+  const probe = await checkPostgres(resolvePostgresTarget(options), {
     timeoutMs: options.timeoutMs ?? 5000,
     signal: options.signal,
   });
+  throwOnFailedDetail(probe.details, 'postgres');
   return true;
 }
 

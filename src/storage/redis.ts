@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import {
   ConnectionTimeoutError,
@@ -7,9 +7,12 @@ import {
   type RedisClientType,
   SocketClosedUnexpectedlyError,
 } from '@redis/client';
+import type { CheckDetail } from '../checks.js';
 import { DEFAULT_REDIS_URL, type Env, parseRedisUrl, type RedisTarget } from '../config.js';
 import { startDeadline } from '../deadline.js';
 import { BanshoError } from '../errors.js';
+import { throwOnFailedDetail } from '../sub-checks/detail.js';
+import { MISCONF_HINT, probeRedis } from '../sub-checks/redis.js';
 import { classifyNetworkError, errorChain } from './network-errors.js';
 
 // biome-ignore lint/complexity/noBannedTypes: node-redis spells "no modules, functions or scripts" as {}.
@@ -110,19 +113,22 @@ export interface RedisProbe {
   latencyMs: number;
   /** `redis_version` from INFO, when the server lets us read it. */
   version?: string;
+  /** The sub-checks: role, write, commands, eviction, memory, clock (see src/sub-checks/redis.ts). */
+  details: CheckDetail[];
 }
 
 export interface RedisCheckOptions {
   /** Hard bound for the whole check in milliseconds: resolve, connect, TLS, auth, probe, close. */
   timeoutMs: number;
   signal?: AbortSignal | undefined;
-  /** Also prove the server takes writes (a replica does not): SET of a short-lived key. */
+  /** Also prove the server takes writes: set, read back and delete a short-lived key. Default false. */
   write?: boolean;
 }
 
 /**
- * One bounded health check: connect, PING (any reply but PONG fails), read the version,
- * optionally write, close. Throws a classified BanshoError; never reconnects.
+ * One bounded health check: connect, PING (any reply but PONG fails), the sub-checks
+ * (version among them), close. Throws a classified BanshoError when the server cannot be
+ * checked at all; what the sub-checks find is returned. Never reconnects.
  */
 export async function checkRedis(target: RedisTarget, options: RedisCheckOptions): Promise<RedisProbe> {
   const client = createCheckClient(target, options.timeoutMs);
@@ -137,7 +143,12 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
   try {
     await deadline.race(client.connect());
     deadline.phase = 'waiting for PONG';
-    const reply = await deadline.race(client.ping());
+    // The sub-checks' first batch goes out with PING, in one round trip; it is judged only after a PONG.
+    const ping = client.ping();
+    const probe = probeRedis(client, { write: options.write ?? false });
+    // Without a PONG the sub-checks are abandoned with the connection: their failure is no news.
+    probe.catch(() => {});
+    const reply = await deadline.race(ping);
     if (reply !== 'PONG') {
       throw new BanshoError(
         'protocol',
@@ -147,19 +158,14 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
         },
       );
     }
-    deadline.phase = 'reading INFO';
-    const version = await deadline.race(readVersion(client));
-    if (options.write) {
-      deadline.phase = 'writing a probe key';
-      await deadline.race(
-        client.set(`bansho:probe:${randomUUID()}`, '1', { expiration: { type: 'PX', value: 1000 } }),
-      );
-    }
+    deadline.phase = 'running the sub-checks';
+    const { version, details } = await deadline.race(probe);
     deadline.phase = 'closing';
     await deadline.race(closeRedis(client));
     return {
       latencyMs: performance.now() - start,
       ...(version === undefined ? {} : { version }),
+      details,
     };
   } catch (error) {
     throw classifyRedisError(error, target);
@@ -169,34 +175,29 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
   }
 }
 
-/** INFO may be renamed or denied by an ACL; the version is nice to have, not a health signal. */
-async function readVersion(client: RedisClient): Promise<string | undefined> {
-  try {
-    const info = await client.info('server');
-    return /^redis_version:(.+)$/m.exec(info)?.[1]?.trim();
-  } catch (error) {
-    if (error instanceof ErrorReply && /^(NOPERM|ERR unknown command)/.test(error.message)) return undefined;
-    throw error;
-  }
-}
-
-/** Resolves true on a PONG; otherwise throws a classified BanshoError. */
+/**
+ * Resolves true on a PONG from a server the gateway can use (no sub-check failed: a replica,
+ * or a user the ACL denies the gateway's commands, throws); otherwise throws a classified BanshoError.
+ */
 export async function pingRedis(
   options: RedisClientOptions & { timeoutMs?: number; signal?: AbortSignal | undefined } = {},
 ): Promise<true> {
-  await checkRedis(resolveRedisTarget(options), {
+  const probe = await checkRedis(resolveRedisTarget(options), {
     timeoutMs: options.timeoutMs ?? options.connectTimeoutMs ?? 5000,
     signal: options.signal,
   });
+  throwOnFailedDetail(probe.details, 'redis');
   return true;
 }
 
 /** Error replies by their first word; checked before anything else, as they are the server's own word. */
-const REPLY_CODES: Array<[RegExp, ConstructorParameters<typeof BanshoError>[0], string]> = [
+const REPLY_CODES: Array<[RegExp, ConstructorParameters<typeof BanshoError>[0], string, string?]> = [
   [/^(NOAUTH|WRONGPASS|NOPERM)\b/, 'auth_failed', 'authentication failed'],
   [/^ERR (AUTH|invalid password|Client sent AUTH)/i, 'auth_failed', 'authentication failed'],
   [/^(LOADING|MASTERDOWN|BUSY|TRYAGAIN|CLUSTERDOWN)\b/, 'not_ready', 'the server is not serving yet'],
   [/^READONLY\b/, 'read_only', 'the server is read-only'],
+  // Redis refuses PING too while writes are stopped, so that health checks notice.
+  [/^MISCONF\b/, 'read_only', 'writes are stopped after a failed background save', MISCONF_HINT],
   [/^ERR max(imum)? number of clients reached/i, 'too_many_connections', 'too many connections'],
   [/^ERR (DB index is out of range|invalid DB index)/i, 'unknown_database', 'no such database'],
 ];
@@ -208,9 +209,9 @@ export function classifyRedisError(error: unknown, target: RedisTarget): BanshoE
   for (const layer of errorChain(error)) {
     if (layer instanceof ErrorReply) {
       const reply = layer.message;
-      for (const [pattern, code, summary] of REPLY_CODES) {
+      for (const [pattern, code, summary, hint] of REPLY_CODES) {
         if (pattern.test(reply))
-          return new BanshoError(code, `${summary}: ${reply}`, { cause: error, service: 'redis' });
+          return new BanshoError(code, `${summary}: ${reply}`, { cause: error, service: 'redis', hint });
       }
       return new BanshoError('server_error', `${where} answered with an error: ${reply}`, {
         cause: error,
@@ -255,6 +256,7 @@ export function defineScript(source: string): RedisScript {
 /**
  * The rate limiter's Redis operations, over a client the caller owns. Kept small on
  * purpose: expiry always in milliseconds, scripts by SHA with a reload on NOSCRIPT.
+ * The commands sub-check asks the ACL about exactly these (GATEWAY_COMMANDS in src/sub-checks/redis.ts).
  */
 export const redisOps = {
   get(client: RedisClient, key: string): Promise<string | null> {

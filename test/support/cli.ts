@@ -86,6 +86,7 @@ export function parseJson(result: CliResult): {
       message?: string;
       pending?: string[];
       drift?: { object: string; expected: string; found: string }[];
+      details?: Array<{ name: string; status: string; observed: string; hint?: string; code?: string }>;
       error?: { code: string; message: string; hint: string; detail?: string[] };
     }
   >;
