@@ -80,8 +80,8 @@ await build({
   entryPoints: ['dist/main.js'],
   outfile: 'dist/bansho.cjs',
   // Whitespace and syntax only: postgres.js names its errors after their class, and the checks match on it.
-  minifyWhitespace: true,
-  minifySyntax: true,
+  minify: true,
+  keepNames: true,
   define: { 'import.meta.url': '__bansho_module_url' },
   banner: { js: '(function (exports, require, module, __filename, __dirname, __bansho_module_url) {' },
   footer: { js: '})' },
