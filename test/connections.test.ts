@@ -119,17 +119,11 @@ describe('server-side cost of one run', () => {
     }
   });
 
-  test('smoke opens exactly one Redis connection, closes it, and ends its PostgreSQL sessions cleanly', async () => {
+  test('smoke opens exactly one Redis connection and one PostgreSQL session, and closes both cleanly', async () => {
     const seen = await countConnections('smoke');
     assert.equal(seen.redisConnections, 1);
     assert.equal(seen.redisLeftOpen, 0);
-    assertPostgresClean(seen);
-  });
-
-  test('smoke opens exactly one PostgreSQL session', {
-    todo: 'the postgres and schema checks share one session once that change is on main',
-  }, async () => {
-    const seen = await countConnections('smoke');
     assert.equal(seen.postgresConnections, 1, seen.postgresLog.join('\n'));
+    assertPostgresClean(seen);
   });
 });
