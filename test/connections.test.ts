@@ -22,8 +22,14 @@ before(async () => {
   [redis, pg] = await Promise.all([
     startRedis(),
     startPostgres({
-      // Each log line starts with the session's application_name, so that a run's lines can be told apart.
-      settings: { log_connections: 'on', log_disconnections: 'on', log_line_prefix: '%a|' },
+      // Each log line starts with the session's application_name, so that a run's lines can be
+      // told apart; debug1, because an idle session's unexpected EOF is logged at that level.
+      settings: {
+        log_connections: 'on',
+        log_disconnections: 'on',
+        log_line_prefix: '%a|',
+        log_min_messages: 'debug1',
+      },
     }),
   ]);
   database = await pg.createDatabase('connections');
