@@ -17,7 +17,8 @@ import { build } from 'esbuild';
  * Node's built-ins: tls (only rediss:// and sslmode), crypto (node-redis's client id and
  * SCRAM), child_process (commander's executable subcommands), and what those pull in. node-redis's
  * command table and command metadata: a check sends its commands with sendCommand, and
- * RESP3's handshake (HELLO) needs neither.
+ * RESP3's handshake (HELLO) needs neither. A stand-in has the export names that the Node running
+ * the build gives the module.
  */
 const LAZY_MODULES = [
   /^(node:)?(tls|crypto|child_process|os|assert|dgram|dns\/promises|timers\/promises|perf_hooks)$/,
