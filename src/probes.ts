@@ -8,17 +8,14 @@ import type { Config } from './config.js';
  */
 
 /**
- * Loads the drivers the configuration names, and builds node-redis's client class, before
- * any check's clock starts: checks run concurrently, and one driver's start-up blocking the
- * event loop must not show up as another server's latency.
+ * Loads the drivers the configuration names before any check's clock starts: checks run
+ * concurrently, and one driver's loading blocking the event loop must not show up as
+ * another server's latency.
  */
 export async function loadDrivers(config: Config): Promise<void> {
-  const { redis: redisTarget, postgres: postgresTarget, timeoutMs } = config;
   await Promise.all([
-    redisTarget
-      ? import('./storage/redis.js').then((redis) => redis.warmRedisDriver(redisTarget, timeoutMs))
-      : undefined,
-    postgresTarget ? import('./schema/ensure.js') : undefined,
+    config.redis ? import('./storage/redis.js') : undefined,
+    config.postgres ? import('./schema/ensure.js') : undefined,
   ]);
 }
 

@@ -271,7 +271,11 @@ export async function withPostgres<T>(
   try {
     const result = await work(sql, race, session);
     deadline.phase = 'closing';
-    await deadline.race(closePostgres(sql, options.timeoutMs));
+    // The Terminate message is the clean goodbye; once it has left, waiting for the server to
+    // close its side too only waits for the backend to exit (~4 ms), so the socket goes first.
+    const terminated = Promise.all([...sockets].map((socket) => once(socket, 'finish')));
+    await deadline.race(Promise.race([closePostgres(sql, options.timeoutMs), terminated]));
+    destroySockets();
     return result;
   } catch (error) {
     throw classifyPostgresError(error, target);

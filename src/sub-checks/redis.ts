@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { ErrorReply } from '@redis/client';
 import type { CheckDetail } from '../checks.js';
-import type { RedisClient } from '../storage/redis.js';
+import type { CheckClient } from '../storage/redis.js';
 import { judgeClock } from './clock.js';
 import { failed, passed, warned } from './detail.js';
 
@@ -59,7 +59,10 @@ async function settle(reply: Promise<unknown>): Promise<Reply> {
  * write probe, MULTI), then, when MULTI was accepted, the gateway's commands queued and
  * discarded. Error replies become sub-check results; a broken connection throws.
  */
-export async function probeRedis(client: RedisClient, options: RedisProbeOptions): Promise<RedisFindings> {
+export async function probeRedis(
+  client: Pick<CheckClient, 'sendCommand'>,
+  options: RedisProbeOptions,
+): Promise<RedisFindings> {
   const key = `bansho:probe:${randomUUID()}`;
   const send = (...args: string[]) => settle(client.sendCommand(args));
   // node-redis writes every command issued in the same tick in one batch: one round trip.

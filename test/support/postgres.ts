@@ -50,6 +50,8 @@ export interface PostgresEndpoint {
 
 export interface PostgresServer extends PostgresEndpoint {
   host: typeof LOOPBACK;
+  /** The server's recent log output (its last 16,000 characters). */
+  log(): string;
 }
 
 const READY_TIMEOUT_MS = 30_000;
@@ -97,6 +99,7 @@ async function startPostgresOn(port: number, options: PostgresOptions): Promise<
       (database = 'postgres') => `postgres://postgres@${LOOPBACK}:${port}/${encodeURIComponent(database)}`,
       cleanEnv(),
     ),
+    log: daemon.output,
     stop: daemon.stop,
   };
   try {
