@@ -1,5 +1,6 @@
 import { BanshoError, type Difference, type FailureCode } from './errors.js';
 import type { SchemaChange } from './schema/plan.js';
+import type { RedisTopology } from './storage/redis-topology.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -39,6 +40,8 @@ export interface CheckResult {
   version?: string;
   /** With several hosts in POSTGRES_DSN: the one that gave the session. */
   host?: string;
+  /** Redis Cluster or Sentinel: what the check saw, node by node. */
+  topology?: RedisTopology;
   /** Why a check warns ("not bootstrapped yet"), in one sentence. */
   message?: string;
   /** Schema objects that `ensure-schema` would create ("create table api_keys"). */
@@ -63,7 +66,10 @@ export interface Report {
 }
 
 /** What a check reports on success; `latencyMs`, when given, replaces the time runCheck measured. */
-export type CheckOutcome = Pick<CheckResult, 'version' | 'host' | 'message' | 'pending' | 'details'> & {
+export type CheckOutcome = Pick<
+  CheckResult,
+  'version' | 'host' | 'topology' | 'message' | 'pending' | 'details'
+> & {
   status?: CheckStatus;
   latencyMs?: number;
 };
@@ -94,6 +100,7 @@ export async function runCheck(
       target,
       latencyMs: roundLatency(performance.now() - start),
       ...(error instanceof BanshoError && error.drift ? { drift: error.drift } : {}),
+      ...(error instanceof BanshoError ? error.facts : {}),
       error: toCheckError(error),
     };
   }

@@ -41,6 +41,18 @@ export interface RedisTarget {
   password?: string;
   /** Logical database selected after connect (the URL's path). */
   database: number;
+  /**
+   * Several comma-separated URLs: the seed nodes of a Redis Cluster, in order (the first is
+   * `host`/`port`). A single URL may still turn out to be a cluster node; the check finds out.
+   */
+  seeds?: readonly RedisNode[];
+  /** redis+sentinel://: the master to resolve through these sentinels (the first is `host`/`port`). */
+  sentinel?: { masterName: string; sentinels: readonly RedisNode[] };
+}
+
+export interface RedisNode {
+  host: string;
+  port: number;
 }
 
 export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
@@ -159,7 +171,7 @@ export function loadConfig(input: ConfigInput, needs: Needs): Config {
   else if (options.interval !== undefined) throw configError('--interval only makes sense with --wait');
 
   if (needs.redis) {
-    config.redis = parseRedisUrl(pick(options.redisUrl, '--redis-url', 'REDIS_URL', DEFAULT_REDIS_URL));
+    config.redis = parseRedisTarget(pick(options.redisUrl, '--redis-url', 'REDIS_URL', DEFAULT_REDIS_URL));
     secrets.push(...secretForms(config.redis.password));
   }
   if (needs.postgres) {
@@ -222,7 +234,84 @@ function displayHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
-const REDIS_SHAPE = 'redis://[[user]:password@]host[:port][/db] or rediss://…';
+const REDIS_SHAPE =
+  'redis://[[user]:password@]host[:port][/db] or rediss://…, several of them comma-separated (cluster seeds), or redis+sentinel://[[user]:password@]host:port[,host:port…]/master';
+
+/**
+ * REDIS_URL in any of its forms: one URL; comma-separated URLs, the seeds of a Redis Cluster
+ * (credentials and TLS from the first; database 0, the only one a cluster has); or
+ * redis+sentinel://…/<master-name>, the master that the listed sentinels name.
+ */
+export function parseRedisTarget(setting: Setting): RedisTarget {
+  const value = setting.value.trim();
+  if (/^rediss?\+sentinel:/i.test(value)) return parseSentinelUrl(setting);
+  if (!value.includes(',')) return parseRedisUrl(setting);
+  const nodes = value.split(',').map((entry, index) => {
+    if (entry.trim() === '')
+      throw configError(`${setting.source} has an empty URL in its list of cluster seeds`);
+    return parseRedisUrl({ value: entry.trim(), source: `${setting.source} (seed ${index + 1})` });
+  });
+  const [first] = nodes as [RedisTarget, ...RedisTarget[]];
+  for (const node of nodes) {
+    if (node.tls !== first.tls) throw configError(`${setting.source} mixes redis:// and rediss:// seeds`);
+    const credentials = node.username !== undefined || node.password !== undefined;
+    if (credentials && (node.username !== first.username || node.password !== first.password)) {
+      throw configError(
+        `${setting.source} gives its seeds different credentials: a cluster has one set, give it on the first`,
+      );
+    }
+    if (node.database !== 0)
+      throw configError(`${setting.source} names database ${node.database}: a cluster has only database 0`);
+  }
+  const seeds = nodes.map((node) => ({ host: node.host, port: node.port }));
+  const scheme = first.tls ? 'rediss' : 'redis';
+  const userinfo = redisUserinfo(first.username, first.password);
+  return {
+    ...first,
+    display: `${scheme}://${userinfo}${seeds.map((seed) => `${displayHost(seed.host)}:${seed.port}`).join(',')}`,
+    seeds,
+  };
+}
+
+/** "user:***@", ":***@", "user@" or "": how a Redis URL's credentials are shown. */
+function redisUserinfo(username: string | undefined, password: string | undefined): string {
+  if (password !== undefined) return `${username ?? ''}:${MASK}@`;
+  return username ? `${username}@` : '';
+}
+
+const SENTINEL_SHAPE = 'redis+sentinel://[[user]:password@]host:port[,host:port…]/master-name';
+
+function parseSentinelUrl(setting: Setting): RedisTarget {
+  const match = /^(rediss?)\+sentinel:\/\/(?:([^/?#@]*)@)?([^/?#@]*)(\/[^?#]*)?$/i.exec(setting.value.trim());
+  if (!match) throw configError(`${setting.source} is not a valid sentinel URL: expected ${SENTINEL_SHAPE}`);
+  const [, scheme = 'redis', userinfo = '', list = '', path = ''] = match;
+  const masterName = decodePart(path.replace(/^\//, ''), 'master name', setting);
+  if (masterName === '' || masterName.includes('/')) {
+    throw configError(`${setting.source} names no master: expected ${SENTINEL_SHAPE}`);
+  }
+  const sentinels = list.split(',').map((entry) => {
+    if (entry === '') throw configError(`${setting.source} has an empty host in its list of sentinels`);
+    const one = parseUrl({ value: `redis://${entry}`, source: setting.source }, SENTINEL_SHAPE, ['redis']);
+    return { host: parseHost(one, setting), port: parsePort(one, setting, 26379) };
+  });
+  // The credentials are the master's (and its replicas'): sentinels commonly have none.
+  const credentials = parseRedisUrl({
+    value: `${scheme.toLowerCase()}://${userinfo ? `${userinfo}@` : ''}placeholder`,
+    source: setting.source,
+  });
+  const [first] = sentinels as [RedisNode, ...RedisNode[]];
+  const shownUser = redisUserinfo(credentials.username, credentials.password);
+  return {
+    display: `${scheme.toLowerCase()}+sentinel://${shownUser}${sentinels.map((node) => `${displayHost(node.host)}:${node.port}`).join(',')}/${encodeURIComponent(masterName)}`,
+    host: first.host,
+    port: first.port,
+    tls: credentials.tls,
+    ...(credentials.username === undefined ? {} : { username: credentials.username }),
+    ...(credentials.password === undefined ? {} : { password: credentials.password }),
+    database: 0,
+    sentinel: { masterName, sentinels },
+  };
+}
 
 export function parseRedisUrl(setting: Setting): RedisTarget {
   const url = parseUrl(setting, REDIS_SHAPE, ['redis', 'rediss']);
@@ -239,7 +328,7 @@ export function parseRedisUrl(setting: Setting): RedisTarget {
   const username = url.username === '' ? undefined : decodePart(url.username, 'user name', setting);
   const password = url.password === '' ? undefined : decodePart(url.password, 'password', setting);
   const database = path === '' ? 0 : Number(path);
-  const userinfo = password !== undefined ? `${username ?? ''}:${MASK}@` : username ? `${username}@` : '';
+  const userinfo = redisUserinfo(username, password);
   return {
     display: `${url.protocol}//${userinfo}${displayHost(host)}:${port}${path === '' ? '' : `/${database}`}`,
     host,

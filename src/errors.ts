@@ -139,16 +139,25 @@ export class BanshoError extends Error {
   readonly hint: string;
   /** With `schema_mismatch`: every difference found, none repaired. */
   readonly drift?: Difference[];
+  /** What the check learned before it failed, for its report (a Redis `topology`). */
+  readonly facts?: Readonly<Record<string, unknown>>;
 
   constructor(
     code: FailureCode,
     message: string,
-    options: { hint?: string; cause?: unknown; service?: Service; drift?: Difference[] } = {},
+    options: {
+      hint?: string;
+      cause?: unknown;
+      service?: Service;
+      drift?: Difference[];
+      facts?: Readonly<Record<string, unknown>>;
+    } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.hint = options.hint ?? hintFor(code, options.service);
     if (options.drift) this.drift = options.drift;
+    if (options.facts) this.facts = options.facts;
   }
 }
 

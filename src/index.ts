@@ -22,6 +22,8 @@ export {
   pingRedis,
   type RedisClient,
   type RedisClientOptions,
+  type RedisClusterClient,
   type RedisScript,
   redisOps,
 } from './storage/redis.js';
+export { createRedisCluster } from './storage/redis-topology.js';

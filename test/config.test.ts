@@ -115,7 +115,47 @@ describe('REDIS_URL', () => {
     assert.equal(redis?.display, 'redis://[::1]:6390');
   });
 
+  test('comma-separated URLs are cluster seeds: credentials from the first, shown once', () => {
+    const { redis, secrets } = load({
+      redisUrl: 'redis://:pw@10.0.0.1:7000,redis://10.0.0.2:7001, redis://[::1]:7002',
+    });
+    assert.deepEqual(redis?.seeds, [
+      { host: '10.0.0.1', port: 7000 },
+      { host: '10.0.0.2', port: 7001 },
+      { host: '::1', port: 7002 },
+    ]);
+    assert.equal(redis?.password, 'pw');
+    assert.equal(redis?.display, 'redis://:***@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002');
+    assert.equal(redis?.sentinel, undefined);
+    assert.ok(secrets.includes('pw'));
+  });
+
+  test("redis+sentinel:// names the sentinels and the master; the credentials are the master's", () => {
+    const { redis } = load({ redisUrl: 'redis+sentinel://app:pw@s1:26379,s2,[::1]:26380/my%20master' });
+    assert.deepEqual(redis?.sentinel, {
+      masterName: 'my master',
+      sentinels: [
+        { host: 's1', port: 26379 },
+        { host: 's2', port: 26379 },
+        { host: '::1', port: 26380 },
+      ],
+    });
+    assert.equal(redis?.username, 'app');
+    assert.equal(redis?.password, 'pw');
+    assert.equal(redis?.tls, false);
+    assert.equal(redis?.display, 'redis+sentinel://app:***@s1:26379,s2:26379,[::1]:26380/my%20master');
+    assert.equal(load({ redisUrl: 'rediss+sentinel://s1/m' }).redis?.tls, true);
+  });
+
   for (const [url, pattern] of [
+    ['redis://:hunter2@h1,,redis://h2', /empty URL in its list of cluster seeds/],
+    ['redis://:hunter2@h1,rediss://h2', /mixes redis:\/\/ and rediss:\/\/ seeds/],
+    ['redis://:hunter2@h1/2,redis://h2', /names database 2: a cluster has only database 0/],
+    ['redis://:hunter2@h1,redis://:other@h2', /gives its seeds different credentials/],
+    ['redis://:hunter2@h1,h2', /\(seed 2\) is not a valid URL/],
+    ['redis+sentinel://:hunter2@s1:26379', /names no master/],
+    ['redis+sentinel://:hunter2@s1,,s2/m', /empty host in its list of sentinels/],
+    ['redis+sentinel://:hunter2@s1:0/m', /port 0/],
     ['http://127.0.0.1', /unsupported scheme "http": use redis:\/\/ or rediss:\/\//],
     ['redis://:hunter2@[bad', /^--redis-url is not a valid URL/],
     ['not a url', /^--redis-url is not a valid URL/],

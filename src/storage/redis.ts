@@ -6,11 +6,12 @@ import {
   ErrorReply,
   type RedisClientOptions as NodeRedisOptions,
   type RedisClientType,
+  type RedisClusterType,
   RedisClient as RedisConnection,
   SocketClosedUnexpectedlyError,
 } from '@redis/client';
 import type { CheckDetail } from '../checks.js';
-import { DEFAULT_REDIS_URL, type Env, parseRedisUrl, type RedisTarget } from '../config.js';
+import { DEFAULT_REDIS_URL, type Env, parseRedisTarget, type RedisTarget } from '../config.js';
 import { startDeadline } from '../deadline.js';
 import { BanshoError } from '../errors.js';
 import { throwOnFailedDetail } from '../sub-checks/detail.js';
@@ -21,6 +22,12 @@ import { classifyNetworkError, errorChain } from './network-errors.js';
 type None = {};
 /** A node-redis client without modules, speaking RESP3 (node-redis 6's default). */
 export type RedisClient = RedisClientType<None, None, None, 3, None>;
+/** A node-redis Redis Cluster client, as createRedisCluster makes it. */
+export type RedisClusterClient = RedisClusterType<None, None, None, 3, None>;
+
+function isCluster(client: RedisClient | RedisClusterClient): client is RedisClusterClient {
+  return 'masters' in client;
+}
 /**
  * node-redis's client class itself, without the command methods createClient attaches: a
  * health check sends its few commands with sendCommand (see createCheckClient for why).
@@ -45,9 +52,9 @@ export interface RedisClientOptions {
 /** Resolves the target a library caller means: an explicit URL, else REDIS_URL, else the default. */
 export function resolveRedisTarget(options: Pick<RedisClientOptions, 'url' | 'env'> = {}): RedisTarget {
   const env = options.env ?? process.env;
-  if (options.url !== undefined) return parseRedisUrl({ value: options.url, source: 'url' });
-  if (env.REDIS_URL !== undefined) return parseRedisUrl({ value: env.REDIS_URL, source: 'REDIS_URL' });
-  return parseRedisUrl({ value: DEFAULT_REDIS_URL, source: 'the default REDIS_URL' });
+  if (options.url !== undefined) return parseRedisTarget({ value: options.url, source: 'url' });
+  if (env.REDIS_URL !== undefined) return parseRedisTarget({ value: env.REDIS_URL, source: 'REDIS_URL' });
+  return parseRedisTarget({ value: DEFAULT_REDIS_URL, source: 'the default REDIS_URL' });
 }
 
 /**
@@ -57,6 +64,12 @@ export function resolveRedisTarget(options: Pick<RedisClientOptions, 'url' | 'en
  */
 export function createRedisClient(options: RedisClientOptions & { target?: RedisTarget } = {}): RedisClient {
   const target = options.target ?? resolveRedisTarget(options);
+  if (target.seeds || target.sentinel) {
+    throw new BanshoError(
+      'config',
+      `${target.display} names several servers: use createRedisCluster for a cluster`,
+    );
+  }
   const client = createClient(clientOptions(target, options.connectTimeoutMs ?? 5000, options.reconnect));
   client.on('error', () => {});
   return client;
@@ -127,6 +140,8 @@ export interface RedisProbe {
   version?: string;
   /** The sub-checks: role, write, commands, eviction, memory, clock (see src/sub-checks/redis.ts). */
   details: CheckDetail[];
+  /** INFO's redis_mode, when INFO was readable: a "cluster" node is then checked as a cluster. */
+  mode?: string;
 }
 
 export interface RedisCheckOptions {
@@ -170,12 +185,13 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
       );
     }
     deadline.phase = 'running the sub-checks';
-    const { version, details } = await deadline.race(probe);
+    const { version, mode, details } = await deadline.race(probe);
     deadline.phase = 'closing';
     await deadline.race(closeRedis(client));
     return {
       latencyMs: performance.now() - start,
       ...(version === undefined ? {} : { version }),
+      ...(mode === undefined ? {} : { mode }),
       details,
     };
   } catch (error) {
@@ -270,26 +286,34 @@ export function defineScript(source: string): RedisScript {
  * The commands sub-check asks the ACL about exactly these (GATEWAY_COMMANDS in src/sub-checks/redis.ts).
  */
 export const redisOps = {
-  get(client: RedisClient, key: string): Promise<string | null> {
+  get(client: RedisClient | RedisClusterClient, key: string): Promise<string | null> {
     return client.get(key);
   },
   /** SET with an expiry in milliseconds, so that no limiter key lives forever. */
-  async set(client: RedisClient, key: string, value: string, ttlMs: number): Promise<void> {
+  async set(
+    client: RedisClient | RedisClusterClient,
+    key: string,
+    value: string,
+    ttlMs: number,
+  ): Promise<void> {
     await client.set(key, value, { expiration: { type: 'PX', value: ttlMs } });
   },
-  incr(client: RedisClient, key: string): Promise<number> {
+  incr(client: RedisClient | RedisClusterClient, key: string): Promise<number> {
     return client.incr(key);
   },
   /** Resolves false when the key does not exist. */
-  async expire(client: RedisClient, key: string, ttlMs: number): Promise<boolean> {
+  async expire(client: RedisClient | RedisClusterClient, key: string, ttlMs: number): Promise<boolean> {
     return (await client.pExpire(key, ttlMs)) === 1;
   },
   /**
    * Runs a script by SHA, loading it when the server answers NOSCRIPT (after a restart,
-   * a failover or SCRIPT FLUSH), so callers never ship the source on the hot path.
+   * a failover or SCRIPT FLUSH), so callers never ship the source on the hot path. On a
+   * cluster every key must hash to one slot (give them one {hash tag}); the script is then
+   * run on that slot's master, and on NOSCRIPT sent there with EVAL, which also caches it
+   * (SCRIPT LOAD has no key, so a cluster client would send it to any node).
    */
   async runScript(
-    client: RedisClient,
+    client: RedisClient | RedisClusterClient,
     script: RedisScript,
     keys: string[],
     args: string[],
@@ -298,6 +322,7 @@ export const redisOps = {
       return await client.evalSha(script.sha, { keys, arguments: args });
     } catch (error) {
       if (!(error instanceof ErrorReply) || !error.message.startsWith('NOSCRIPT')) throw error;
+      if (isCluster(client)) return client.eval(script.source, { keys, arguments: args });
       const loaded = await client.scriptLoad(script.source);
       if (loaded !== script.sha) throw new Error(`SCRIPT LOAD returned ${loaded}, expected ${script.sha}`);
       return client.evalSha(script.sha, { keys, arguments: args });

@@ -38,6 +38,8 @@ export interface RedisProbeOptions {
 /** What the sub-checks learned: the version, when INFO was readable, and one detail per sub-check. */
 export interface RedisFindings {
   version?: string;
+  /** INFO's redis_mode: "standalone", "cluster" or "sentinel". */
+  mode?: string;
   details: CheckDetail[];
 }
 
@@ -103,7 +105,8 @@ export async function probeRedis(
     judgeRedisClock(time, sentAtMs, receivedAtMs),
   ];
   const version = fields?.get('redis_version');
-  return { ...(version === undefined ? {} : { version }), details };
+  const mode = fields?.get('redis_mode');
+  return { ...(version === undefined ? {} : { version }), ...(mode === undefined ? {} : { mode }), details };
 }
 
 /** INFO's `field:value` lines; section headers and blank lines are skipped. */
