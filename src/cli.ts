@@ -23,7 +23,8 @@ Exit codes:
   130  interrupted (SIGINT); 143 terminated (SIGTERM)
 
 Variables (flags win, then the environment, then ./.env):
-  REDIS_URL     redis://[[user]:password@]host[:port][/db] or rediss://…  (default redis://127.0.0.1:6379)
+  REDIS_URL     redis://[[user]:password@]host[:port][/db] or rediss://…  (default redis://127.0.0.1:6379);
+                several comma-separated for a cluster; redis+sentinel://host:port[,…]/<master>
   POSTGRES_DSN  postgres://[user[:password]@]host[:port][,host[:port]…][/db][?sslmode=…&sslrootcert=…]
                 (default postgres://postgres@127.0.0.1:5432/postgres)
   NO_COLOR      set to turn colour off`;

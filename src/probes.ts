@@ -2,7 +2,7 @@ import { type CheckResult, runCheck } from './checks.js';
 import type { Config, RedisTarget } from './config.js';
 import { BanshoError } from './errors.js';
 import type { RedisCheckOptions, RedisProbe } from './storage/redis.js';
-import type { RedisTopologyProbe } from './storage/redis-topology.js';
+import type { RedisTopology, RedisTopologyProbe } from './storage/redis-topology.js';
 
 /*
  * The checks that commands combine, each a CheckResult that never throws. Storage modules
@@ -36,9 +36,15 @@ export async function redisCheck(config: Config, signal: AbortSignal): Promise<C
       latencyMs: probe.latencyMs,
       ...(probe.version === undefined ? {} : { version: `Redis ${probe.version}` }),
       details: probe.details,
-      ...('topology' in probe ? { topology: probe.topology } : {}),
+      ...('topology' in probe ? { topology: probe.topology, message: describeTopology(probe.topology) } : {}),
     };
   });
+}
+
+/** One line for people: "cluster of 3 masters" or "master mymaster at 10.0.0.5:6379". */
+function describeTopology(topology: RedisTopology): string {
+  if (topology.kind === 'cluster') return `cluster of ${topology.nodes.length} masters`;
+  return `master ${topology.master.name} at ${topology.master.node ?? 'unknown'}, from the sentinels`;
 }
 
 /**

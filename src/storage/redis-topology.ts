@@ -178,7 +178,7 @@ export async function checkRedisCluster(
         // The deadline ends the whole check; any other failure is this node's.
         if (error instanceof BanshoError && (error.code === 'timeout' || error.code === 'interrupted'))
           throw error;
-        const classified = classifyRedisError(error, target);
+        const classified = classifyRedisError(error, { ...target, display: report.node });
         report.status = 'fail';
         report.error = `${classified.code}: ${classified.message}`;
       }
