@@ -13,6 +13,7 @@ import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { type CliOptions, type CliResult, emptyDir, LEAK_MESSAGE, parseJson, runCli } from './support/cli.js';
+import { ALL_CHANGES, described } from './support/schema.js';
 import {
   exec,
   freePort,
@@ -26,20 +27,6 @@ import {
 const PACKAGE_VERSION = (
   JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
 ).version;
-
-const ALL_CHANGES = [
-  'create table api_keys',
-  'create table audit_events',
-  'create index audit_events_ts_idx',
-  'create index audit_events_api_key_id_ts_idx',
-  'create table bansho_schema_version',
-  'record schema version 1',
-];
-
-/** `changes` of a report as people read them: "create table api_keys". */
-function described(changes: readonly { action: string; object: string }[] | undefined): string[] | undefined {
-  return changes?.map((change) => `${change.action} ${change.object}`);
-}
 
 // A non-TTY child must never be coloured; any escape sequence at all is a bug here.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: looking for ESC on purpose.

@@ -9,17 +9,9 @@ import { after, before, describe, test } from 'node:test';
 import { closePostgres, createPostgresPool, type Sql } from '../src/index.js';
 import { refuseServer } from '../src/schema/ensure.js';
 import { judgePostgres, type PostgresFacts } from '../src/sub-checks/postgres.js';
-import { type CliResult, parseJson, runCli } from './support/cli.js';
+import { assertExit, type CliResult, parseJson, runCli } from './support/cli.js';
+import { ALL_CHANGES, described } from './support/schema.js';
 import { type PostgresEndpoint, type RedisEndpoint, usePostgres, useRedis } from './support/servers.js';
-
-const ALL_CHANGES = [
-  'create table api_keys',
-  'create table audit_events',
-  'create index audit_events_ts_idx',
-  'create index audit_events_api_key_id_ts_idx',
-  'create table bansho_schema_version',
-  'record schema version 1',
-];
 
 let pg: PostgresEndpoint;
 let redis: RedisEndpoint;
@@ -32,16 +24,8 @@ after(async () => {
   await Promise.all(pools.map((sql) => closePostgres(sql, 0)));
 });
 
-function described(changes: readonly { action: string; object: string }[] | undefined): string[] | undefined {
-  return changes?.map((change) => `${change.action} ${change.object}`);
-}
-
 async function ensure(dsn: string, ...args: string[]): Promise<CliResult> {
   return runCli(['ensure-schema', '--postgres-dsn', dsn, ...args]);
-}
-
-function assertExit(result: CliResult, code: number): void {
-  assert.equal(result.code, code, `exit ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
 }
 
 /**

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { type CliResult, parseJson, runCli } from './support/cli.js';
+import { assertExit, parseJson, runCli } from './support/cli.js';
 import { hasPgBouncer, type PgBouncer, startPgBouncer } from './support/pgbouncer.js';
 import {
   freePort,
@@ -33,10 +33,6 @@ before(async () => {
 after(async () => {
   await Promise.all([primary?.stop(), standby?.stop()]);
 });
-
-function assertExit(result: CliResult, code: number): void {
-  assert.equal(result.code, code, `exit ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
-}
 
 /** A DSN listing `ports` on loopback, in order. */
 function hostsDsn(ports: number[], database: string, query = '', userinfo = 'postgres'): string {

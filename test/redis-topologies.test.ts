@@ -7,10 +7,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createRedisCluster, defineScript, type RedisClusterClient, redisOps } from '../src/index.js';
-import { type CliResult, parseJson, runCli } from './support/cli.js';
+import { assertExit, type CliResult, parseJson, runCli } from './support/cli.js';
 import {
   type RedisCluster,
   type RedisSentinel,
+  startClusterNode,
   startRedisCluster,
   startSentinel,
   waitForClusterState,
@@ -18,10 +19,6 @@ import {
 import { exec, freePort, type RedisServer, startRedis } from './support/servers.js';
 
 const SECRET = 'sentinel-master-s3cret';
-
-function assertExit(result: CliResult, code: number): void {
-  assert.equal(result.code, code, `exit ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
-}
 
 type Topology = {
   kind: string;
@@ -113,20 +110,7 @@ describe('a healthy three-master Redis Cluster', () => {
 describe('a cluster with unassigned slots', () => {
   let nodes: RedisServer[];
   before(async () => {
-    nodes = await Promise.all(
-      [0, 1, 2].map(() =>
-        startRedis({
-          args: [
-            '--cluster-enabled',
-            'yes',
-            '--cluster-config-file',
-            'nodes.conf',
-            '--cluster-node-timeout',
-            '1000',
-          ],
-        }),
-      ),
-    );
+    nodes = await Promise.all([0, 1, 2].map(() => startClusterNode()));
     const [a, b, c] = nodes as [RedisServer, RedisServer, RedisServer];
     const cli = async (node: RedisServer, ...args: string[]) => {
       const result = await exec('redis-cli', ['-p', String(node.port), ...args]);

@@ -16,16 +16,9 @@ import {
   type SchemaPlan,
 } from '../src/schema/plan.js';
 import { createIndexSql, createTableSql, SCHEMA, type TableSpec } from '../src/schema/spec.js';
+import { ALL_CHANGES } from './support/schema.js';
 import { type PostgresEndpoint, usePostgres } from './support/servers.js';
 
-const ALL_STEPS = [
-  'create table api_keys',
-  'create table audit_events',
-  'create index audit_events_ts_idx',
-  'create index audit_events_api_key_id_ts_idx',
-  'create table bansho_schema_version',
-  'record schema version 1',
-];
 const RECORD_VERSION = {
   object: 'schema version 1',
   action: 'record',
@@ -148,7 +141,7 @@ function specOf(name: string): TableSpec {
 describe('planSchema on an empty or complete database', () => {
   test('an empty database gets every table and index in dependency order, then the version record', () => {
     const result = planSchema({ tables: new Map(), version: null });
-    assert.deepEqual(described(result), ALL_STEPS);
+    assert.deepEqual(described(result), ALL_CHANGES);
     assert.deepEqual(result.missingTables, ['api_keys', 'audit_events', 'bansho_schema_version']);
     assert.deepEqual(result.drift, []);
     assert.equal(result.changes[0]?.sql, createTableSql(specOf('api_keys')));
@@ -167,7 +160,7 @@ describe('planSchema on an empty or complete database', () => {
 
   test('only audit_events missing: its table and indexes are planned, api_keys is left alone', () => {
     const result = plan(apiKeys());
-    assert.deepEqual(described(result), ALL_STEPS.slice(1, 4));
+    assert.deepEqual(described(result), ALL_CHANGES.slice(1, 4));
     assert.deepEqual(result.missingTables, ['audit_events']);
     assert.deepEqual(result.drift, []);
   });
@@ -526,13 +519,13 @@ describe('the generated DDL on a real database', () => {
   test('only api_keys created from the spec: the plan is the rest, with no drift', async () => {
     const sql = await freshDatabaseWith([specOf('api_keys')]);
     const result = planSchema(await introspectSchema(sql));
-    assert.deepEqual(described(result), ALL_STEPS.slice(1));
+    assert.deepEqual(described(result), ALL_CHANGES.slice(1));
     assert.deepEqual(result.missingTables, ['audit_events', 'bansho_schema_version']);
     assert.deepEqual(result.drift, []);
   });
 
   test('a real database without the tables plans everything', async () => {
     const sql = await freshDatabaseWith([]);
-    assert.deepEqual(described(planSchema(await introspectSchema(sql))), ALL_STEPS);
+    assert.deepEqual(described(planSchema(await introspectSchema(sql))), ALL_CHANGES);
   });
 });

@@ -3,6 +3,7 @@
  * in a directory of its own (so no stray .env is read), with a minimal environment that a
  * test spells out.
  */
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -106,4 +107,13 @@ export const LEAK_MESSAGE = 'a handle stayed open after the report';
 /** PATH with the directory of the node running the tests first, so the shebang finds the same node. */
 function pathWithThisNode(): string {
   return `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}`;
+}
+
+/** Asserts a run's exit code, showing its output when it differs. */
+export function assertExit(result: CliResult, code: number): void {
+  assert.equal(
+    result.code,
+    code,
+    `expected exit ${code}, got ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`,
+  );
 }

@@ -25,22 +25,23 @@ async function redisCli(port: number, args: readonly string[]): Promise<string> 
   return result.stdout;
 }
 
+/** A redis-server in cluster mode, not yet part of any cluster; it fails over a silent peer after 1 s. */
+export function startClusterNode(): Promise<RedisServer> {
+  return startRedis({
+    args: [
+      '--cluster-enabled',
+      'yes',
+      '--cluster-config-file',
+      'nodes.conf',
+      '--cluster-node-timeout',
+      '1000',
+    ],
+  });
+}
+
 /** A cluster of `masters` masters (no replicas), every slot assigned, cluster_state:ok on each node. */
 export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
-  const nodes = await Promise.all(
-    Array.from({ length: masters }, () =>
-      startRedis({
-        args: [
-          '--cluster-enabled',
-          'yes',
-          '--cluster-config-file',
-          'nodes.conf',
-          '--cluster-node-timeout',
-          '1000',
-        ],
-      }),
-    ),
-  );
+  const nodes = await Promise.all(Array.from({ length: masters }, () => startClusterNode()));
   const cluster: RedisCluster = {
     masters: nodes,
     seeds: (count = nodes.length) =>
