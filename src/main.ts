@@ -22,6 +22,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  ignoreClosedReaders();
 
   const program = buildProgram(async (command, options) => {
     process.exitCode = await runCommand(command, options, {
@@ -47,6 +48,18 @@ export async function main(argv: readonly string[]): Promise<void> {
     }
   }
   watchForLeaks();
+}
+
+/**
+ * `bansho --help | head -1` closes the pipe before bansho is done writing: that reader
+ * wanted no more, which is no crash of ours. The exit code stays what the command set.
+ */
+function ignoreClosedReaders(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') throw error;
+    });
+  }
 }
 
 /**

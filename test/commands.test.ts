@@ -938,6 +938,17 @@ describe('help and version', { concurrency: true }, () => {
     assert.equal(result.stderr, '');
   });
 
+  test('--help into a reader that closes the pipe early (| head -1) exits 0 without a crash', async () => {
+    // The pipe is closed before bansho writes: every write it makes then fails with EPIPE.
+    const result = await bansho(['--help'], {
+      onSpawn: (child) => {
+        child.stdout?.destroy();
+      },
+    });
+    assertExit(result, 0);
+    assert.doesNotMatch(result.stderr, /EPIPE|Unhandled/);
+  });
+
   test('smoke --help exits 0 and shows its flags, --strict and the exit codes', async () => {
     const result = await bansho(['smoke', '--help']);
     assertExit(result, 0);
