@@ -52,7 +52,7 @@ describe('bin/bansho', () => {
     const dir = copyPackage();
     rmSync(join(dir, 'dist/snapshot/bansho.blob'));
     const { stdout, exec } = await traced(join(dir, 'bin/bansho'), ['--version']);
-    assert.match(exec, /^\+ exec node \S+\/bin\/bansho\.js --version$/);
+    assert.match(exec, /^\+ exec node -- \S+\/bin\/bansho\.js --version$/);
     assert.match(stdout, /^\d+\.\d+\.\d+\n$/);
   });
 
@@ -61,13 +61,13 @@ describe('bin/bansho', () => {
     rmSync(join(dir, 'dist/snapshot/node'));
     symlinkSync('/bin/sh', join(dir, 'dist/snapshot/node'));
     const { stdout, exec } = await traced(join(dir, 'bin/bansho'), ['--version']);
-    assert.match(exec, /^\+ exec node \S+\/bin\/bansho\.js --version$/);
+    assert.match(exec, /^\+ exec node -- \S+\/bin\/bansho\.js --version$/);
     assert.match(stdout, /^\d+\.\d+\.\d+\n$/);
   });
 
   test('falls back to bin/bansho.js when NODE_OPTIONS is set (V8 flags make node refuse the blob)', async () => {
     const { stdout, exec } = await traced(BIN, ['--version'], { NODE_OPTIONS: '--max-old-space-size=200' });
-    assert.match(exec, /^\+ exec node \S+\/bin\/bansho\.js --version$/);
+    assert.match(exec, /^\+ exec node -- \S+\/bin\/bansho\.js --version$/);
     assert.match(stdout, /^\d+\.\d+\.\d+\n$/);
   });
 
