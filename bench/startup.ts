@@ -10,13 +10,17 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { pgBinary, startPostgres, startRedis } from '../test/support/servers.js';
 
 const runs = Number(process.argv[2] ?? 30);
 /** Peak RSS is read in a separate pass (it needs a preloaded reporter), with this many runs. */
 const RSS_RUNS = 10;
-const bin = resolve(import.meta.dirname, '../bin/bansho.js');
+/** What npm links as `bansho` (bin/bansho: the startup snapshot), run as users run it. */
+const bin = resolve(import.meta.dirname, '../bin/bansho');
+/** The fallback and the code-cache path: `node bin/bansho.js`, for comparison. */
+const binJs = resolve(import.meta.dirname, '../bin/bansho.js');
+const blob = resolve(import.meta.dirname, '../dist/snapshot/bansho.blob');
 const node = process.execPath;
 const BASELINE = 'node -e 0';
 
@@ -32,15 +36,22 @@ const [redis, pg] = await Promise.all([startRedis(), startPostgres()]);
 const dir = mkdtempSync(join(tmpdir(), 'bansho-bench-'));
 try {
   const database = await pg.createDatabase('bench');
-  const env = { PATH: process.env.PATH ?? '', REDIS_URL: redis.url, POSTGRES_DSN: pg.dsn(database) };
+  // This node first on PATH: bin/bansho runs the `node` it finds there, as a user's shell would.
+  const env = {
+    PATH: `${dirname(node)}:${process.env.PATH ?? ''}`,
+    REDIS_URL: redis.url,
+    POSTGRES_DSN: pg.dsn(database),
+  };
   const pgIsReady = await pgBinary('pg_isready');
   const commands: Record<string, string[]> = {
     [BASELINE]: [node, '-e', '0'],
-    'bansho --version': [node, bin, '--version'],
-    'bansho ping-redis': [node, bin, 'ping-redis', '--quiet'],
-    'bansho ping-postgres': [node, bin, 'ping-postgres', '--quiet'],
-    'bansho ensure-schema': [node, bin, 'ensure-schema', '--quiet'],
-    'bansho smoke': [node, bin, 'smoke', '--quiet'],
+    'bansho --version': [bin, '--version'],
+    'bansho ping-redis': [bin, 'ping-redis', '--quiet'],
+    'bansho ping-postgres': [bin, 'ping-postgres', '--quiet'],
+    'bansho ensure-schema': [bin, 'ensure-schema', '--quiet'],
+    'bansho smoke': [bin, 'smoke', '--quiet'],
+    'node bin/bansho.js ping-redis': [node, binJs, 'ping-redis', '--quiet'],
+    'node bin/bansho.js smoke': [node, binJs, 'smoke', '--quiet'],
     'redis-cli ping': ['redis-cli', '-p', String(redis.port), 'ping'],
     pg_isready: [pgIsReady, '-h', pg.host, '-p', String(pg.port), '-q'],
   };
@@ -50,7 +61,13 @@ try {
   }
 
   const exec = (argv: string[], extraNodeArgs: string[] = []) => {
-    const [command, ...args] = argv[0] === node ? [node, ...extraNodeArgs, ...argv.slice(1)] : argv;
+    const [command, ...args] =
+      argv[0] === node
+        ? [node, ...extraNodeArgs, ...argv.slice(1)]
+        : // The reporter cannot go through bin/bansho (NODE_OPTIONS makes it fall back): what it execs.
+          argv[0] === bin && extraNodeArgs.length > 0
+          ? [node, ...extraNodeArgs, '--snapshot-blob', blob, '--', ...argv.slice(1)]
+          : argv;
     const start = process.hrtime.bigint();
     const result = spawnSync(command as string, args, { cwd: dir, env, encoding: 'utf8' });
     const ms = Number(process.hrtime.bigint() - start) / 1e6;
@@ -82,7 +99,7 @@ try {
   );
   const peakRss: Record<string, number> = {};
   for (const [name, argv] of Object.entries(commands)) {
-    if (argv[0] !== node) continue;
+    if (argv[0] !== node && argv[0] !== bin) continue;
     const values = Array.from({ length: RSS_RUNS }, () =>
       Number(/peak-rss-kib (\d+)/.exec(exec(argv, ['--require', reporter]).stderr)?.[1]),
     );

@@ -4,7 +4,7 @@
 // running hundreds of modules was most of its run. src/cli-loader.ts says how the bundle is loaded;
 // the README's Performance section has the measurements.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
 import { createRequire, isBuiltin } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -89,6 +89,18 @@ await build({
   plugins: [lazyModules(LAZY_MODULES)],
 });
 await build({ ...common, entryPoints: ['dist/cli-loader.js'], outfile: 'dist/cli-loader.cjs' });
+// The startup snapshot's entry (src/snapshot.ts): the same bundle as a plain script, which
+// `node --build-snapshot` runs with a require that knows Node's built-ins only.
+await build({
+  ...common,
+  entryPoints: ['dist/snapshot.js'],
+  outfile: 'dist/bansho-snapshot.cjs',
+  minify: true,
+  keepNames: true,
+  define: { 'import.meta.url': '__bansho_module_url' },
+  banner: { js: 'var __bansho_module_url = require("node:url").pathToFileURL(__filename).href;' },
+  plugins: [lazyModules(LAZY_MODULES)],
+});
 // Outputs of earlier layouts, which nothing loads any more.
 rmSync('dist/bansho.mjs', { force: true });
 rmSync('dist/chunks', { recursive: true, force: true });
@@ -130,3 +142,33 @@ try {
 } finally {
   rmSync(cwd, { recursive: true, force: true });
 }
+
+/*
+ * The startup snapshot that bin/bansho runs: dist/snapshot/bansho.blob, the heap after the
+ * bundle was evaluated and each subcommand ran once (src/snapshot.ts). Node refuses a blob made
+ * by another Node binary or under other V8 flags, so the blob is made without NODE_OPTIONS, and
+ * dist/snapshot/node links to the binary that made it: bin/bansho runs the blob only when
+ * `node` is that very file (see bin/bansho). The link is written last, so that a failed build
+ * leaves no blob that bin/bansho would use.
+ */
+const snapshotNode = 'dist/snapshot/node';
+const blobPath = 'dist/snapshot/bansho.blob';
+rmSync('dist/snapshot', { recursive: true, force: true });
+mkdirSync('dist/snapshot');
+const { NODE_OPTIONS: _ignored, ...snapshotEnv } = process.env;
+const snapshotBuild = spawnSync(
+  process.execPath,
+  ['--no-warnings', '--snapshot-blob', blobPath, '--build-snapshot', 'dist/bansho-snapshot.cjs'],
+  {
+    stdio: ['ignore', 'inherit', 'pipe'],
+    env: { ...snapshotEnv, BANSHO_SNAPSHOT_CLOSED_PORT: String(closedPort) },
+  },
+);
+if (snapshotBuild.error) throw snapshotBuild.error;
+if (snapshotBuild.status !== 0 || !existsSync(blobPath)) {
+  process.stderr.write(snapshotBuild.stderr);
+  throw new Error(
+    `no startup snapshot: node --build-snapshot ended with ${snapshotBuild.status ?? snapshotBuild.signal}`,
+  );
+}
+symlinkSync(realpathSync(process.execPath), snapshotNode);

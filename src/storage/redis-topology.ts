@@ -6,6 +6,7 @@ import type { RedisNode, RedisTarget } from '../config.js';
 import { startDeadline } from '../deadline.js';
 import { BanshoError } from '../errors.js';
 import { failed, passed } from '../sub-checks/detail.js';
+import { UNCACHED } from '../sub-checks/redis.js';
 import {
   checkRedis,
   classifyRedisError,
@@ -205,7 +206,7 @@ export async function checkRedisCluster(
     ];
     if (options.write && details.every((detail) => detail.status === 'pass')) {
       deadline.phase = 'writing a probe key';
-      const key = `bansho:probe:${randomUUID()}`;
+      const key = `bansho:probe:${randomUUID(UNCACHED)}`;
       await deadline.race(cluster.sendCommand(key, false, ['SET', key, '1', 'PX', '1000']));
       details.push(passed('write', 'set a key expiring in 1s through the cluster client'));
     }

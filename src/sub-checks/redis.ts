@@ -5,6 +5,9 @@ import type { CheckClient } from '../storage/redis.js';
 import { judgeClock } from './clock.js';
 import { failed, passed, warned } from './detail.js';
 
+/** randomUUID's option that skips its cache of random bytes, for ids that must differ per run. */
+export const UNCACHED = { disableEntropyCache: true } as const;
+
 /** A used share of maxmemory above this gets a warning. */
 export const MEMORY_WARN_RATIO = 0.9;
 /** The write probe's key lives this long if its DEL is lost, in milliseconds. */
@@ -65,12 +68,14 @@ export async function probeRedis(
   client: Pick<CheckClient, 'sendCommand'>,
   options: RedisProbeOptions,
 ): Promise<RedisFindings> {
-  const key = `bansho:probe:${randomUUID()}`;
+  // Without Node's cache of random bytes: a startup snapshot that captured a filled cache would
+  // give every run the same ids (bin/bansho runs one; see src/snapshot.ts).
+  const key = `bansho:probe:${randomUUID(UNCACHED)}`;
   const send = (...args: string[]) => settle(client.sendCommand(args));
   // node-redis writes every command issued in the same tick in one batch: one round trip.
   const sentAtMs = Date.now();
   let receivedAtMs = sentAtMs;
-  const token = randomUUID();
+  const token = randomUUID(UNCACHED);
   const infoReply = send('INFO');
   const timeReply = send('TIME').then((reply) => {
     receivedAtMs = Date.now();

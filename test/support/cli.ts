@@ -1,5 +1,6 @@
 /**
- * Runs the built `bansho` bin as users do: the executable itself (its shebang starts node),
+ * Runs the built `bansho` bin as users do: the executable that npm links (bin/bansho, which
+ * execs node with the build's startup snapshot),
  * in a directory of its own (so no stray .env is read), with a minimal environment that a
  * test spells out.
  */
@@ -10,7 +11,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { cleanupOnExit, removeDirSync } from './process.js';
 
-export const BIN = resolve(import.meta.dirname, '../../bin/bansho.js');
+/** What npm links as `bansho`: a sh script that execs node (see bin/bansho). */
+export const BIN = resolve(import.meta.dirname, '../../bin/bansho');
+/** The CommonJS entry that bin/bansho falls back to, and that `node bin/bansho.js` runs. */
+export const BIN_JS = resolve(import.meta.dirname, '../../bin/bansho.js');
 
 export interface CliResult {
   code: number | null;
@@ -47,7 +51,7 @@ export function emptyDir(): string {
 export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
   const start = performance.now();
   const [command, argv] = options.nodeArgs
-    ? [process.execPath, [...options.nodeArgs, BIN, ...args]]
+    ? [process.execPath, [...options.nodeArgs, BIN_JS, ...args]]
     : [BIN, [...args]];
   const child = spawn(command, argv, {
     cwd: options.cwd ?? emptyDir(),
@@ -104,7 +108,7 @@ export function parseJson(result: CliResult): {
 /** The line a leaked handle would print; no run may ever show it. */
 export const LEAK_MESSAGE = 'a handle stayed open after the report';
 
-/** PATH with the directory of the node running the tests first, so the shebang finds the same node. */
+/** PATH with the directory of the node running the tests first, so bin/bansho finds the same node. */
 function pathWithThisNode(): string {
   return `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}`;
 }
