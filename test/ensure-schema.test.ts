@@ -77,6 +77,11 @@ async function holdingSession(database: string): Promise<Sql> {
   return sql;
 }
 
+/** `bansho smoke` against the shared Redis and this DSN, with `flags`. */
+function runSmoke(dsn: string, ...flags: string[]): Promise<CliResult> {
+  return runCli(['smoke', ...flags, '--redis-url', redis.url, '--postgres-dsn', dsn]);
+}
+
 // ---------------------------------------------------------------------------
 
 describe('what ensure-schema refuses to start on (refuseServer)', () => {
@@ -198,15 +203,7 @@ describe('healing: what is missing and safe to add is added, data kept', { concu
       'tools/call|t',
     );
 
-    const smoke = await runCli([
-      'smoke',
-      '--json',
-      '--strict',
-      '--redis-url',
-      redis.url,
-      '--postgres-dsn',
-      dsn,
-    ]);
+    const smoke = await runSmoke(dsn, '--json', '--strict');
     assertExit(smoke, 0);
     assert.equal(parseJson(smoke).checks.schema?.status, 'pass');
   });
@@ -214,7 +211,7 @@ describe('healing: what is missing and safe to add is added, data kept', { concu
   test('tables made before versions were recorded get the version table and version 1', async () => {
     const { name, dsn } = await ensuredDatabase('es_heal_version');
     await pg.query('drop table bansho_schema_version', name);
-    const smoke = await runCli(['smoke', '--json', '--redis-url', redis.url, '--postgres-dsn', dsn]);
+    const smoke = await runSmoke(dsn, '--json');
     assertExit(smoke, 0);
     assert.deepEqual(parseJson(smoke).checks.schema?.pending, [
       'create table bansho_schema_version',
@@ -329,7 +326,7 @@ describe('drift is refused, named, and nothing is changed', { concurrency: true 
         human.stdout,
       );
 
-      const smoke = await runCli(['smoke', '--json', '--redis-url', redis.url, '--postgres-dsn', dsn]);
+      const smoke = await runSmoke(dsn, '--json');
       assertExit(smoke, 1);
       assert.equal(parseJson(smoke).checks.schema?.error?.code, 'schema_mismatch');
       assert.deepEqual(parseJson(smoke).checks.schema?.drift, [drift]);
@@ -500,20 +497,12 @@ describe('schema versions', { concurrency: true }, () => {
     assert.match(error?.hint ?? '', /upgrade bansho/);
     assert.equal(await snapshot(name), before);
 
-    const smoke = await runCli(['smoke', '--json', '--redis-url', redis.url, '--postgres-dsn', dsn]);
+    const smoke = await runSmoke(dsn, '--json');
     assertExit(smoke, 0);
     const schema = parseJson(smoke).checks.schema;
     assert.equal(schema?.status, 'warn');
     assert.match(schema?.message ?? '', /schema version 2 is newer than this bansho's 1/);
-    const strict = await runCli([
-      'smoke',
-      '--json',
-      '--strict',
-      '--redis-url',
-      redis.url,
-      '--postgres-dsn',
-      dsn,
-    ]);
+    const strict = await runSmoke(dsn, '--json', '--strict');
     assertExit(strict, 1);
   });
 });

@@ -20,6 +20,7 @@ import {
   redisOps,
   storageSmokeCheck,
 } from '../src/index.js';
+import { ALL_CHANGES, described } from './support/schema.js';
 import {
   freePort,
   type PostgresEndpoint,
@@ -356,17 +357,7 @@ describe('ensureSchema', () => {
     const name = await pg.createDatabase('lib_ensure');
     const first = await ensureSchema({ dsn: pg.dsn(name) });
     assert.equal(first.dryRun, false);
-    assert.deepEqual(
-      first.changes.map((change) => `${change.action} ${change.object}`),
-      [
-        'create table api_keys',
-        'create table audit_events',
-        'create index audit_events_ts_idx',
-        'create index audit_events_api_key_id_ts_idx',
-        'create table bansho_schema_version',
-        'record schema version 1',
-      ],
-    );
+    assert.deepEqual(described(first.changes), ALL_CHANGES);
     assert.equal(first.changes[2]?.sql, 'CREATE INDEX audit_events_ts_idx ON audit_events (ts)');
     assert.equal(
       (

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { assertExit, parseJson, runCli } from './support/cli.js';
+import { assertExit, type CliResult, parseJson, runCli } from './support/cli.js';
 import { hasPgBouncer, type PgBouncer, startPgBouncer } from './support/pgbouncer.js';
 import {
   freePort,
@@ -34,6 +34,10 @@ after(async () => {
   await Promise.all([primary?.stop(), standby?.stop()]);
 });
 
+/** `bansho smoke` against the shared Redis and this DSN, with `flags`. */
+function runSmoke(dsn: string, ...flags: string[]): Promise<CliResult> {
+  return runCli(['smoke', ...flags, '--redis-url', redis.url, '--postgres-dsn', dsn]);
+}
 /** A DSN listing `ports` on loopback, in order. */
 function hostsDsn(ports: number[], database: string, query = '', userinfo = 'postgres'): string {
   return `postgres://${userinfo}@${ports.map((port) => `127.0.0.1:${port}`).join(',')}/${database}${query}`;
@@ -56,7 +60,7 @@ describe('a DSN with several hosts', { concurrency: true }, () => {
     assert.equal(parseJson(ensure).checks.schema?.host, answered);
     assert.equal((await primary.query("select to_regclass('api_keys') is not null", database)).trim(), 't');
 
-    const smoke = await runCli(['smoke', '--strict', '--redis-url', redis.url, '--postgres-dsn', dsn]);
+    const smoke = await runSmoke(dsn, '--strict');
     assertExit(smoke, 0);
     assert.match(smoke.stdout, new RegExp(`^PASS\\s+postgres\\s.*, on ${answered}$`, 'm'));
     assert.match(smoke.stdout, new RegExp(`^PASS\\s+schema\\s.*on ${answered}, as specified`, 'm'));
@@ -142,15 +146,7 @@ describe('PgBouncer in transaction pooling', { concurrency: true }, async () => 
     const again = await runCli(['ensure-schema', '--json', '--postgres-dsn', dsn]);
     assertExit(again, 0);
     assert.deepEqual(parseJson(again).changes, []);
-    const smoke = await runCli([
-      'smoke',
-      '--json',
-      '--strict',
-      '--redis-url',
-      redis.url,
-      '--postgres-dsn',
-      dsn,
-    ]);
+    const smoke = await runSmoke(dsn, '--json', '--strict');
     assertExit(smoke, 0);
     assert.equal(parseJson(smoke).checks.schema?.status, 'pass');
   });
