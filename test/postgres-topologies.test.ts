@@ -12,6 +12,7 @@ import {
   type PostgresServer,
   type RedisEndpoint,
   startPostgres,
+  startSilentPeer,
   useRedis,
 } from './support/servers.js';
 
@@ -76,6 +77,34 @@ describe('a DSN with several hosts', { concurrency: true }, () => {
     assert.match(error?.message ?? '', new RegExp(`127\\.0\\.0\\.1:${closedPort}: ECONNREFUSED`));
     assert.match(error?.message ?? '', new RegExp(`127\\.0\\.0\\.1:${other}: ECONNREFUSED`));
     assert.ok(!(result.stdout + result.stderr).includes(SECRET), 'the password was printed');
+  });
+
+  test('a silent first host gets its share of --timeout, then the next host answers', async () => {
+    const silent = await startSilentPeer();
+    try {
+      const dsn = hostsDsn([silent.port, primary.port], 'postgres');
+      const result = await runCli(['ping-postgres', '--json', '--timeout', '2s', '--postgres-dsn', dsn]);
+      assertExit(result, 0);
+      assert.equal(parseJson(result).checks.postgres?.host, `127.0.0.1:${primary.port}`);
+      assert.equal(silent.connections(), 1);
+    } finally {
+      await silent.close();
+    }
+  });
+
+  test('a silent host and a closed one: exit 1 with timeout, naming both', async () => {
+    const silent = await startSilentPeer();
+    try {
+      const dsn = hostsDsn([silent.port, closedPort], 'postgres');
+      const result = await runCli(['ping-postgres', '--json', '--timeout', '2s', '--postgres-dsn', dsn]);
+      assertExit(result, 1);
+      const error = parseJson(result).checks.postgres?.error;
+      assert.equal(error?.code, 'timeout');
+      assert.match(error?.message ?? '', new RegExp(`127\\.0\\.0\\.1:${silent.port}: ETIMEDOUT`));
+      assert.match(error?.message ?? '', new RegExp(`127\\.0\\.0\\.1:${closedPort}: ECONNREFUSED`));
+    } finally {
+      await silent.close();
+    }
   });
 
   test('a standby listed first is passed over: read-write is the default with several hosts', async () => {

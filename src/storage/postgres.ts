@@ -249,6 +249,7 @@ export async function withPostgres<T>(
       // With one host, a refused connection is reported as it is; with several, postgres.js
       // is told through the socket's own events, and tries the next host.
       if (hosts.length === 1) await once(socket, 'connect');
+      else boundHost(socket, Math.floor(options.timeoutMs / hosts.length));
       return socket;
     },
   });
@@ -295,6 +296,21 @@ function displayHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
+/**
+ * Gives one host of a list its share of the time to answer at all, as libpq's per-host
+ * connect_timeout does: a host that drops packets or accepts and stays silent would otherwise
+ * use up the whole --timeout, and postgres.js would never get to the next one. The server's
+ * first byte (its answer to the startup or TLS request) ends the bound.
+ */
+function boundHost(socket: Socket, shareMs: number): void {
+  const timer = setTimeout(() => {
+    socket.destroy(Object.assign(new Error(`no answer within ${shareMs} ms`), { code: 'ETIMEDOUT' }));
+  }, shareMs);
+  // Attached before postgres.js sends anything, so it runs first, before a TLS upgrade drops it.
+  socket.once('data', () => clearTimeout(timer));
+  socket.once('close', () => clearTimeout(timer));
+}
+
 /** Every host of the list was tried: say why each was passed over. */
 function noHostError(
   target: PostgresTarget,
@@ -302,6 +318,17 @@ function noHostError(
   outcomes: string[],
 ): BanshoError {
   const tried = outcomes.join('; ');
+  const unreachable = (outcome: string) =>
+    /: (ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH)$/.test(outcome);
+  if (outcomes.every(unreachable) && outcomes.some((outcome) => outcome.endsWith('ETIMEDOUT'))) {
+    return new BanshoError(
+      'timeout',
+      `no host of ${target.display} answered in its share of the time (${tried})`,
+      {
+        service: 'postgres',
+      },
+    );
+  }
   if (outcomes.every((outcome) => outcome.endsWith('ECONNREFUSED'))) {
     return new BanshoError(
       'connection_refused',
