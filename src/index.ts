@@ -19,11 +19,10 @@ export {
   closeRedis,
   createRedisClient,
   defineScript,
-  pingRedis,
   type RedisClient,
   type RedisClientOptions,
   type RedisClusterClient,
   type RedisScript,
   redisOps,
 } from './storage/redis.js';
-export { createRedisCluster } from './storage/redis-topology.js';
+export { createRedisCluster, pingRedis } from './storage/redis-topology.js';

@@ -1,8 +1,6 @@
 import { type CheckResult, runCheck } from './checks.js';
-import type { Config, RedisTarget } from './config.js';
-import { BanshoError } from './errors.js';
-import type { RedisCheckOptions, RedisProbe } from './storage/redis.js';
-import type { RedisTopology, RedisTopologyProbe } from './storage/redis-topology.js';
+import type { Config } from './config.js';
+import type { RedisTopology } from './storage/redis-topology.js';
 
 /*
  * The checks that commands combine, each a CheckResult that never throws. Storage modules
@@ -17,7 +15,7 @@ import type { RedisTopology, RedisTopologyProbe } from './storage/redis-topology
  */
 export async function loadDrivers(config: Config): Promise<void> {
   await Promise.all([
-    config.redis ? import('./storage/redis.js') : undefined,
+    config.redis ? import('./storage/redis-topology.js') : undefined,
     config.postgres ? import('./schema/ensure.js') : undefined,
   ]);
 }
@@ -31,7 +29,8 @@ export async function redisCheck(config: Config, signal: AbortSignal): Promise<C
   const target = required(config.redis, 'redis');
   const checkOptions = { timeoutMs: config.timeoutMs, signal, write: config.writeProbe };
   return runCheck(target.display, async () => {
-    const probe = await probeRedisTarget(target, checkOptions);
+    const { checkRedisTarget } = await import('./storage/redis-topology.js');
+    const probe = await checkRedisTarget(target, checkOptions);
     return {
       latencyMs: probe.latencyMs,
       ...(probe.version === undefined ? {} : { version: `Redis ${probe.version}` }),
@@ -45,32 +44,6 @@ export async function redisCheck(config: Config, signal: AbortSignal): Promise<C
 function describeTopology(topology: RedisTopology): string {
   if (topology.kind === 'cluster') return `cluster of ${topology.nodes.length} masters`;
   return `master ${topology.master.name} at ${topology.master.node ?? 'unknown'}, from the sentinels`;
-}
-
-/**
- * Picks the check for what REDIS_URL names: a sentinel URL, a list of cluster seeds, or one
- * server, which is checked as a whole cluster when it turns out to be a cluster node (a
- * single node's write probe and sub-checks say little about a cluster).
- */
-async function probeRedisTarget(
-  target: RedisTarget,
-  options: RedisCheckOptions,
-): Promise<RedisProbe | RedisTopologyProbe> {
-  const { sentinel, seeds } = target;
-  if (sentinel)
-    return (await import('./storage/redis-topology.js')).checkRedisSentinel(target, sentinel, options);
-  if (seeds) return (await import('./storage/redis-topology.js')).checkRedisCluster(target, seeds, options);
-  const single = await (await import('./storage/redis.js')).checkRedis(target, options);
-  if (single.mode === 'sentinel') {
-    throw new BanshoError(
-      'protocol',
-      `${target.display} is a Redis Sentinel, not a server: use redis+sentinel://${target.host}:${target.port}/<master-name>`,
-      { service: 'redis' },
-    );
-  }
-  if (single.mode !== 'cluster') return single;
-  const { checkRedisCluster } = await import('./storage/redis-topology.js');
-  return checkRedisCluster(target, [{ host: target.host, port: target.port }], options);
 }
 
 export async function postgresCheck(config: Config, signal: AbortSignal): Promise<CheckResult> {

@@ -1,5 +1,5 @@
 import { pingPostgres } from './storage/postgres.js';
-import { pingRedis } from './storage/redis.js';
+import { pingRedis } from './storage/redis-topology.js';
 
 export interface StorageSmokeOptions {
   redisUrl?: string;

@@ -6,7 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { createRedisCluster, defineScript, type RedisClusterClient, redisOps } from '../src/index.js';
+import {
+  BanshoError,
+  createRedisCluster,
+  defineScript,
+  pingRedis,
+  type RedisClusterClient,
+  redisOps,
+} from '../src/index.js';
 import { assertExit, type CliResult, parseJson, runCli } from './support/cli.js';
 import {
   type RedisCluster,
@@ -81,6 +88,11 @@ describe('a healthy three-master Redis Cluster', () => {
     assert.match(result.stdout, /slots.*all 16384 slots have a master/);
     assert.match(result.stdout, /masters.*3 of 3 answer PING/);
     assert.match(result.stdout, /state.*cluster_state:ok/);
+  });
+
+  test('the library: pingRedis checks the cluster too, from one node or from seeds', async () => {
+    assert.equal(await pingRedis({ url: cluster.masters[2]?.url }), true);
+    assert.equal(await pingRedis({ env: { REDIS_URL: cluster.seeds() } }), true);
   });
 
   test('the library: redisOps and a one-slot Lua script work through createRedisCluster', async () => {
@@ -210,6 +222,15 @@ describe('Redis Sentinel', () => {
       parseJson(result).checks.redis?.target,
       `redis+sentinel://:***@127.0.0.1:${sentinel.port}/mymaster`,
     );
+  });
+
+  test('the library: pingRedis resolves the master through the sentinels, and throws for an unknown name', async () => {
+    assert.equal(await pingRedis({ url: sentinel.url('mymaster', `:${SECRET}`) }), true);
+    await assert.rejects(pingRedis({ url: sentinel.url('nosuchmaster', `:${SECRET}`) }), (error: unknown) => {
+      assert.ok(error instanceof BanshoError);
+      assert.equal(error.code, 'not_ready');
+      return true;
+    });
   });
 
   test('a master name the sentinels do not know: exit 1 with not_ready, saying so', async () => {

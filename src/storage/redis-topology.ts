@@ -5,7 +5,7 @@ import type { CheckDetail } from '../checks.js';
 import type { RedisNode, RedisTarget } from '../config.js';
 import { startDeadline } from '../deadline.js';
 import { BanshoError } from '../errors.js';
-import { failed, passed } from '../sub-checks/detail.js';
+import { failed, passed, throwOnFailedDetail } from '../sub-checks/detail.js';
 import { UNCACHED } from '../sub-checks/redis.js';
 import {
   checkRedis,
@@ -22,6 +22,47 @@ import {
  * createCluster (slot map discovery, per-node clients, routing by key) and createSentinel
  * (master resolution through the sentinels). bansho routes nothing itself.
  */
+
+/**
+ * Picks the check for what REDIS_URL names: a sentinel URL, a list of cluster seeds, or one
+ * server, which is checked as a whole cluster when it turns out to be a cluster node (a
+ * single node's write probe and sub-checks say little about a cluster).
+ */
+export async function checkRedisTarget(
+  target: RedisTarget,
+  options: RedisCheckOptions,
+): Promise<RedisProbe | RedisTopologyProbe> {
+  const { sentinel, seeds } = target;
+  if (sentinel) return checkRedisSentinel(target, sentinel, options);
+  if (seeds) return checkRedisCluster(target, seeds, options);
+  const single = await checkRedis(target, options);
+  if (single.mode === 'sentinel') {
+    throw new BanshoError(
+      'protocol',
+      `${target.display} is a Redis Sentinel, not a server: use redis+sentinel://${target.host}:${target.port}/<master-name>`,
+      { service: 'redis' },
+    );
+  }
+  if (single.mode !== 'cluster') return single;
+  return checkRedisCluster(target, [{ host: target.host, port: target.port }], options);
+}
+
+/**
+ * Resolves true when REDIS_URL (or `options.url`) can serve the gateway: one server, a
+ * cluster or a sentinel-managed master, checked as `ping-redis` checks it (no sub-check
+ * failed: a replica, or a user the ACL denies the gateway's commands, throws); otherwise
+ * throws a classified BanshoError.
+ */
+export async function pingRedis(
+  options: RedisClientOptions & { timeoutMs?: number; signal?: AbortSignal | undefined } = {},
+): Promise<true> {
+  const probe = await checkRedisTarget(resolveRedisTarget(options), {
+    timeoutMs: options.timeoutMs ?? options.connectTimeoutMs ?? 5000,
+    signal: options.signal,
+  });
+  throwOnFailedDetail(probe.details, 'redis');
+  return true;
+}
 
 /**
  * Creates a node-redis Redis Cluster client, not yet connected, seeded from `options.url`,

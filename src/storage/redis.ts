@@ -14,7 +14,6 @@ import type { CheckDetail } from '../checks.js';
 import { DEFAULT_REDIS_URL, type Env, parseRedisTarget, type RedisTarget } from '../config.js';
 import { startDeadline } from '../deadline.js';
 import { BanshoError } from '../errors.js';
-import { throwOnFailedDetail } from '../sub-checks/detail.js';
 import { MISCONF_HINT, probeRedis } from '../sub-checks/redis.js';
 import { classifyNetworkError, errorChain } from './network-errors.js';
 
@@ -200,21 +199,6 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
     deadline.clear();
     client.destroy();
   }
-}
-
-/**
- * Resolves true on a PONG from a server the gateway can use (no sub-check failed: a replica,
- * or a user the ACL denies the gateway's commands, throws); otherwise throws a classified BanshoError.
- */
-export async function pingRedis(
-  options: RedisClientOptions & { timeoutMs?: number; signal?: AbortSignal | undefined } = {},
-): Promise<true> {
-  const probe = await checkRedis(resolveRedisTarget(options), {
-    timeoutMs: options.timeoutMs ?? options.connectTimeoutMs ?? 5000,
-    signal: options.signal,
-  });
-  throwOnFailedDetail(probe.details, 'redis');
-  return true;
 }
 
 /** Error replies by their first word; checked before anything else, as they are the server's own word. */
