@@ -70,11 +70,31 @@ async function ensuredDatabase(prefix: string): Promise<{ name: string; dsn: str
   return { name, dsn };
 }
 
-/** A session of the test's own that holds something while bansho runs. */
-async function holdingSession(database: string): Promise<Sql> {
+/**
+ * Runs `statement` (which takes a lock) in a transaction of the test's own session and keeps
+ * that transaction open; resolves once the lock is held, with a function that ends it.
+ */
+async function holdLock(database: string, statement: string): Promise<() => Promise<void>> {
   const sql = createPostgresPool({ dsn: pg.dsn(database), max: 1 });
   pools.push(sql);
-  return sql;
+  let release: () => void = () => {};
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let locked: () => void = () => {};
+  const lockHeld = new Promise<void>((resolve) => {
+    locked = resolve;
+  });
+  const transaction = sql.begin(async (tx) => {
+    await tx.unsafe(statement);
+    locked();
+    await released;
+  });
+  await Promise.race([lockHeld, transaction]);
+  return async () => {
+    release();
+    await transaction;
+  };
 }
 
 /** `bansho smoke` against the shared Redis and this DSN, with `flags`. */
@@ -371,18 +391,8 @@ describe('read-only targets, locks and time bounds', { concurrency: true }, () =
   test('another ensure-schema holding the schema lock: exit 1 with locked within --timeout, then success once released', async () => {
     const name = await pg.createDatabase('es_lock_advisory');
     const before = await snapshot(name);
-    const holder = await holdingSession(name);
-    let release: () => void = () => {};
-    const released = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const held = holder.begin(async (tx) => {
-      await tx`select pg_advisory_xact_lock(hashtext('bansho.schema'))`;
-      await released;
-    });
+    const release = await holdLock(name, "select pg_advisory_xact_lock(hashtext('bansho.schema'))");
     try {
-      // Let the holder take the lock first.
-      await new Promise((resolve) => setTimeout(resolve, 200));
       const result = await ensure(pg.dsn(name), '--json', '--timeout', '1500ms');
       assertExit(result, 1);
       const error = parseJson(result).checks.schema?.error;
@@ -391,8 +401,7 @@ describe('read-only targets, locks and time bounds', { concurrency: true }, () =
       assert.match(error?.hint ?? '', /pg_locks/);
       assert.equal(await snapshot(name), before);
     } finally {
-      release();
-      await held;
+      await release();
     }
     assertExit(await ensure(pg.dsn(name), '--quiet'), 0);
   });
@@ -401,23 +410,13 @@ describe('read-only targets, locks and time bounds', { concurrency: true }, () =
     const { name, dsn } = await ensuredDatabase('es_lock_table');
     await pg.query('drop index audit_events_ts_idx', name);
     const before = await snapshot(name);
-    const holder = await holdingSession(name);
-    let release: () => void = () => {};
-    const released = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const held = holder.begin(async (tx) => {
-      await tx`lock table audit_events in access exclusive mode`;
-      await released;
-    });
+    const release = await holdLock(name, 'lock table audit_events in access exclusive mode');
     try {
-      await new Promise((resolve) => setTimeout(resolve, 200));
       const result = await ensure(dsn, '--json', '--timeout', '1500ms');
       assertExit(result, 1);
       assert.equal(parseJson(result).checks.schema?.error?.code, 'locked');
     } finally {
-      release();
-      await held;
+      await release();
     }
     assert.equal(await snapshot(name), before);
   });
