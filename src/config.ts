@@ -234,6 +234,11 @@ function displayHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
+/** "host:port" as people read it, an IPv6 literal in brackets: "[::1]:6379". */
+export function displayAddress(node: { host: string; port: number }): string {
+  return `${displayHost(node.host)}:${node.port}`;
+}
+
 const REDIS_SHAPE =
   'redis://[[user]:password@]host[:port][/db] or rediss://…, several of them comma-separated (cluster seeds), or redis+sentinel://[[user]:password@]host:port[,host:port…]/master';
 
@@ -268,7 +273,7 @@ export function parseRedisTarget(setting: Setting): RedisTarget {
   const userinfo = redisUserinfo(first.username, first.password);
   return {
     ...first,
-    display: `${scheme}://${userinfo}${seeds.map((seed) => `${displayHost(seed.host)}:${seed.port}`).join(',')}`,
+    display: `${scheme}://${userinfo}${seeds.map(displayAddress).join(',')}`,
     seeds,
   };
 }
@@ -302,7 +307,7 @@ function parseSentinelUrl(setting: Setting): RedisTarget {
   const [first] = sentinels as [RedisNode, ...RedisNode[]];
   const shownUser = redisUserinfo(credentials.username, credentials.password);
   return {
-    display: `${scheme.toLowerCase()}+sentinel://${shownUser}${sentinels.map((node) => `${displayHost(node.host)}:${node.port}`).join(',')}/${encodeURIComponent(masterName)}`,
+    display: `${scheme.toLowerCase()}+sentinel://${shownUser}${sentinels.map(displayAddress).join(',')}/${encodeURIComponent(masterName)}`,
     host: first.host,
     port: first.port,
     tls: credentials.tls,
@@ -419,7 +424,7 @@ export function parsePostgresDsn(setting: Setting): PostgresTarget {
   if (sessionAttrs) query.push(`target_session_attrs=${sessionAttrs}`);
   const userinfo = `${encodeURIComponent(username)}${password === undefined ? '' : `:${MASK}`}@`;
   const queryText = query.length > 0 ? `?${query.join('&')}` : '';
-  const hostsText = hosts.map((entry) => `${displayHost(entry.host)}:${entry.port}`).join(',');
+  const hostsText = hosts.map(displayAddress).join(',');
   return {
     display: `${url.protocol}//${userinfo}${hostsText}/${encodeURIComponent(database)}${queryText}`,
     host,

@@ -9,6 +9,7 @@ import {
   type Sql,
   withPostgres,
 } from '../storage/postgres.js';
+import { detailFailure } from '../sub-checks/detail.js';
 import { probePostgres } from '../sub-checks/postgres.js';
 import { introspectSchema } from './introspect.js';
 import { planSchema, type SchemaChange, type SchemaPlan } from './plan.js';
@@ -41,11 +42,7 @@ const PREREQUISITES = ['version', 'primary', 'privileges'];
 export function refuseServer(details: readonly CheckDetail[]): BanshoError | undefined {
   const failure = details.find((detail) => detail.status === 'fail' && PREREQUISITES.includes(detail.name));
   if (!failure) return undefined;
-  const code = failure.name === 'primary' ? 'read_only' : (failure.code ?? 'unexpected');
-  return new BanshoError(code, `${failure.name}: ${failure.observed}`, {
-    service: 'postgres',
-    ...(failure.hint === undefined ? {} : { hint: failure.hint }),
-  });
+  return detailFailure(failure, 'postgres', failure.name === 'primary' ? 'read_only' : undefined);
 }
 
 /**

@@ -5,6 +5,7 @@ import postgres, { type Options, type Sql, type TransactionSql } from 'postgres'
 import type { CheckDetail } from '../checks.js';
 import {
   DEFAULT_POSTGRES_DSN,
+  displayAddress,
   type Env,
   type PostgresTarget,
   parsePostgresDsn,
@@ -234,7 +235,7 @@ export async function withPostgres<T>(
         throw error;
       }
       dialled++;
-      const name = `${displayHost(next.host)}:${next.port}`;
+      const name = displayAddress(next);
       const socket = connect({ host: next.host, port: next.port });
       // postgres.js names the TLS server (SNI) after `socket.host`, as on the sockets it makes.
       Object.assign(socket, { host: next.host });
@@ -266,7 +267,7 @@ export async function withPostgres<T>(
   const session: PostgresSession = {
     host: () => {
       const current = hosts[Math.max(0, dialled - 1)] ?? hosts[0];
-      return current ? `${displayHost(current.host)}:${current.port}` : '';
+      return current ? displayAddress(current) : '';
     },
   };
   try {
@@ -290,10 +291,6 @@ export async function withPostgres<T>(
 /** `{ host }` naming the host that gave the session, when the DSN lists several. */
 export function answeringHost(target: PostgresTarget, session: PostgresSession): { host?: string } {
   return target.hosts.length > 1 ? { host: session.host() } : {};
-}
-
-function displayHost(host: string): string {
-  return host.includes(':') ? `[${host}]` : host;
 }
 
 /**

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import { createCluster, createSentinel } from '@redis/client';
 import type { CheckDetail } from '../checks.js';
-import type { RedisNode, RedisTarget } from '../config.js';
+import { displayAddress, type RedisNode, type RedisTarget } from '../config.js';
 import { startDeadline } from '../deadline.js';
 import { BanshoError } from '../errors.js';
 import { failed, passed, throwOnFailedDetail } from '../sub-checks/detail.js';
@@ -129,10 +129,6 @@ export interface RedisTopologyProbe extends RedisProbe {
 
 const SLOTS = 16384;
 
-function nodeName(node: RedisNode): string {
-  return `${node.host.includes(':') ? `[${node.host}]` : node.host}:${node.port}`;
-}
-
 /** What every node of a topology gets: credentials, TLS, a bounded connect, no retry loop. */
 function nodeOptions(target: RedisTarget, timeoutMs: number) {
   return {
@@ -199,7 +195,7 @@ export async function checkRedisCluster(
     let version: string | undefined;
     for (const master of cluster.masters) {
       const report: ClusterNodeReport = {
-        node: `${master.host}:${master.port}`,
+        node: displayAddress(master),
         role: 'master',
         status: 'pass',
         slots: slotRanges((slot) => slots[slot]?.master.address === master.address),
@@ -290,7 +286,7 @@ export async function checkRedisSentinel(
   options: RedisCheckOptions,
 ): Promise<RedisTopologyProbe> {
   const errors: unknown[] = [];
-  const sentinels = sentinel.sentinels.map(nodeName);
+  const sentinels = sentinel.sentinels.map(displayAddress);
   const client = createSentinel({
     name: sentinel.masterName,
     sentinelRootNodes: sentinel.sentinels.map((node) => ({ host: node.host, port: node.port })),
@@ -331,7 +327,7 @@ export async function checkRedisSentinel(
       },
     );
   }
-  topology.master.node = nodeName(master);
+  topology.master.node = displayAddress(master);
   const remaining = Math.max(1, options.timeoutMs - (performance.now() - start));
   const { sentinel: _, seeds: __, ...single } = target;
   const probe = await checkRedis(
@@ -339,17 +335,21 @@ export async function checkRedisSentinel(
       ...single,
       host: master.host,
       port: master.port,
-      display: `${target.display} (master ${nodeName(master)})`,
+      display: `${target.display} (master ${displayAddress(master)})`,
     },
     { ...options, timeoutMs: remaining },
   ).catch((error: unknown) => {
     const classified = classifyRedisError(error, target);
-    throw new BanshoError(classified.code, `master ${nodeName(master as RedisNode)}: ${classified.message}`, {
-      service: 'redis',
-      hint: classified.hint,
-      cause: error,
-      facts: { topology },
-    });
+    throw new BanshoError(
+      classified.code,
+      `master ${displayAddress(master as RedisNode)}: ${classified.message}`,
+      {
+        service: 'redis',
+        hint: classified.hint,
+        cause: error,
+        facts: { topology },
+      },
+    );
   });
   return { ...probe, latencyMs: performance.now() - start, topology };
 }
@@ -363,7 +363,7 @@ function sentinelFailure(
 ): BanshoError {
   if (error instanceof BanshoError && (error.code === 'timeout' || error.code === 'interrupted'))
     return error;
-  const sentinels = sentinel.sentinels.map(nodeName).join(', ');
+  const sentinels = sentinel.sentinels.map(displayAddress).join(', ');
   const causes = [...seen, error];
   const text = causes.map((cause) => (cause instanceof Error ? cause.message : String(cause))).join('; ');
   // node-redis says so when a sentinel answered but knows no master of that name.

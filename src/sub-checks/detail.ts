@@ -19,15 +19,19 @@ export function failed(name: string, code: FailureCode, observed: string, hint: 
   return { name, status: 'fail', observed, hint, code };
 }
 
+/** A failed sub-check as a BanshoError: its code (or `code`, when the caller knows better), `name: observed`, its hint. */
+export function detailFailure(detail: CheckDetail, service: Service, code?: FailureCode): BanshoError {
+  return new BanshoError(code ?? detail.code ?? 'unexpected', `${detail.name}: ${detail.observed}`, {
+    service,
+    ...(detail.hint === undefined ? {} : { hint: detail.hint }),
+  });
+}
+
 /**
  * Throws the first failed sub-check as a BanshoError: the library's ping functions resolve
  * true or throw, and a server that fails a sub-check cannot serve the gateway.
  */
 export function throwOnFailedDetail(details: readonly CheckDetail[], service: Service): void {
   const failure = details.find((detail) => detail.status === 'fail');
-  if (!failure) return;
-  throw new BanshoError(failure.code ?? 'unexpected', `${failure.name}: ${failure.observed}`, {
-    service,
-    ...(failure.hint === undefined ? {} : { hint: failure.hint }),
-  });
+  if (failure) throw detailFailure(failure, service);
 }
