@@ -1,13 +1,12 @@
-// Bundles the CLI into one file, dist/bansho.cjs, and makes a V8 code cache for each subcommand,
-// after tsc has built dist/. The library entry (dist/index.js) stays tsc's output.
+// Bundles the CLI into one file, dist/bansho.cjs, and its loader, dist/cli-loader.cjs, after tsc
+// has built dist/, then makes the start-up caches for this node. The library entry
+// (dist/index.js) stays tsc's output.
 // Why: a HEALTHCHECK starts the process every few seconds, and resolving, reading, compiling and
 // running hundreds of modules was most of its run. src/cli-loader.ts says how the bundle is loaded;
 // the README's Performance section has the measurements.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { createRequire, isBuiltin } from 'node:module';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { build } from 'esbuild';
 
@@ -89,86 +88,23 @@ await build({
   plugins: [lazyModules(LAZY_MODULES)],
 });
 await build({ ...common, entryPoints: ['dist/cli-loader.js'], outfile: 'dist/cli-loader.cjs' });
-// The startup snapshot's entry (src/snapshot.ts): the same bundle as a plain script, which
-// `node --build-snapshot` runs with a require that knows Node's built-ins only.
-await build({
-  ...common,
-  entryPoints: ['dist/snapshot.js'],
-  outfile: 'dist/bansho-snapshot.cjs',
-  minify: true,
-  keepNames: true,
-  define: { 'import.meta.url': '__bansho_module_url' },
-  banner: { js: 'var __bansho_module_url = require("node:url").pathToFileURL(__filename).href;' },
-  plugins: [lazyModules(LAZY_MODULES)],
-});
 // Outputs of earlier layouts, which nothing loads any more.
-rmSync('dist/bansho.mjs', { force: true });
-rmSync('dist/chunks', { recursive: true, force: true });
+for (const path of [
+  'dist/bansho.mjs',
+  'dist/chunks',
+  'dist/code-cache',
+  'dist/snapshot',
+  'dist/bansho-snapshot.cjs',
+]) {
+  rmSync(path, { recursive: true, force: true });
+}
 
-// Each subcommand runs once against a port nothing listens on: that compiles its path through
-// the CLI and its driver up to the connection attempt, and the cache keeps what was compiled.
-const closedPort = await new Promise((resolve) => {
-  const server = createServer().listen(0, '127.0.0.1', () => {
-    const { port } = server.address();
-    server.close(() => resolve(port));
-  });
+// The start-up caches for the node running the build, so that a clone starts fast from its
+// first run (src/cli-loader.ts). Made afresh: the bundle just changed, and so did every key.
+rmSync('dist/cache', { recursive: true, force: true });
+const warm = spawnSync(process.execPath, ['--', 'bin/bansho', 'warm-cache'], {
+  stdio: ['ignore', 'ignore', 'inherit'],
+  env: { ...process.env, BANSHO_CACHE_DIR: '' },
 });
-const redisUrl = ['--redis-url', `redis://127.0.0.1:${closedPort}`];
-const postgresDsn = ['--postgres-dsn', `postgres://postgres@127.0.0.1:${closedPort}/postgres`];
-const runs = {
-  default: ['--help'],
-  'ping-redis': ['ping-redis', ...redisUrl],
-  'ping-postgres': ['ping-postgres', ...postgresDsn],
-  'ensure-schema': ['ensure-schema', ...postgresDsn],
-  smoke: ['smoke', ...redisUrl, ...postgresDsn],
-};
-rmSync('dist/code-cache', { recursive: true, force: true });
-mkdirSync('dist/code-cache');
-const cwd = mkdtempSync(join(tmpdir(), 'bansho-build-'));
-try {
-  for (const [name, args] of Object.entries(runs)) {
-    const cachePath = join(process.cwd(), 'dist/code-cache', `${name}.v8`);
-    const result = spawnSync(
-      process.execPath,
-      [join(import.meta.dirname, 'make-code-cache.cjs'), cachePath, ...args, '--timeout', '2s'],
-      // The build's own environment, NODE_OPTIONS included: V8 rejects a cache made under other flags.
-      { cwd, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NO_COLOR: '1' } },
-    );
-    if (result.error) throw result.error;
-    if (!existsSync(cachePath)) {
-      throw new Error(`no code cache for ${name}: the run ended with ${result.status ?? result.signal}`);
-    }
-  }
-} finally {
-  rmSync(cwd, { recursive: true, force: true });
-}
-
-/*
- * The startup snapshot that bin/bansho runs: dist/snapshot/bansho.blob, the heap after the
- * bundle was evaluated and each subcommand ran once (src/snapshot.ts). Node refuses a blob made
- * by another Node binary or under other V8 flags, so the blob is made without NODE_OPTIONS, and
- * dist/snapshot/node links to the binary that made it: bin/bansho runs the blob only when
- * `node` is that very file (see bin/bansho). The link is written last, so that a failed build
- * leaves no blob that bin/bansho would use.
- */
-const snapshotNode = 'dist/snapshot/node';
-const blobPath = 'dist/snapshot/bansho.blob';
-rmSync('dist/snapshot', { recursive: true, force: true });
-mkdirSync('dist/snapshot');
-const { NODE_OPTIONS: _ignored, ...snapshotEnv } = process.env;
-const snapshotBuild = spawnSync(
-  process.execPath,
-  ['--no-warnings', '--snapshot-blob', blobPath, '--build-snapshot', 'dist/bansho-snapshot.cjs'],
-  {
-    stdio: ['ignore', 'inherit', 'pipe'],
-    env: { ...snapshotEnv, BANSHO_SNAPSHOT_CLOSED_PORT: String(closedPort) },
-  },
-);
-if (snapshotBuild.error) throw snapshotBuild.error;
-if (snapshotBuild.status !== 0 || !existsSync(blobPath)) {
-  process.stderr.write(snapshotBuild.stderr);
-  throw new Error(
-    `no startup snapshot: node --build-snapshot ended with ${snapshotBuild.status ?? snapshotBuild.signal}`,
-  );
-}
-symlinkSync(realpathSync(process.execPath), snapshotNode);
+if (warm.error) throw warm.error;
+if (warm.status !== 0) throw new Error(`bansho warm-cache ended with ${warm.status ?? warm.signal}`);

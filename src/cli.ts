@@ -37,6 +37,7 @@ const version = (createRequire(import.meta.url)('../package.json') as { version:
  */
 export function buildProgram(
   onCommand: (command: BanshoCommand, options: CliOptions) => Promise<void>,
+  onWarmCache: () => Promise<void> = async () => {},
 ): Command {
   const program = new Command('bansho')
     .description("bansho's storage CLI: health checks and schema bootstrap for Redis and PostgreSQL")
@@ -74,6 +75,12 @@ export function buildProgram(
     for (const [flags, description] of spec.flags ?? []) command.option(flags, description);
     command.addHelpText('after', EXIT_CODES_HELP).action((options: CliOptions) => onCommand(spec, options));
   }
+  program
+    .command('warm-cache')
+    .description(
+      "make the start-up caches for this node binary in the package's dist/cache (or BANSHO_CACHE_DIR): run it at image build time",
+    )
+    .action(() => onWarmCache());
   return program;
 }
 

@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { CommanderError } from 'commander';
 import { buildProgram, usageMessage } from './cli.js';
 import { ExitCode, hintFor } from './errors.js';
@@ -24,15 +25,34 @@ export async function main(argv: readonly string[]): Promise<void> {
   process.once('SIGTERM', onSignal);
   ignoreClosedReaders();
 
-  const program = buildProgram(async (command, options) => {
-    process.exitCode = await runCommand(command, options, {
-      env: process.env,
-      cwd: process.cwd(),
-      stdout: process.stdout,
-      stderr: process.stderr,
-      signal: controller.signal,
-    });
-  });
+  const program = buildProgram(
+    async (command, options) => {
+      process.exitCode = await runCommand(command, options, {
+        env: process.env,
+        cwd: process.cwd(),
+        stdout: process.stdout,
+        stderr: process.stderr,
+        signal: controller.signal,
+      });
+    },
+    async () => {
+      const { warmCache } = await import('./commands/warm-cache.js');
+      const { dir, written, missing } = await warmCache(
+        fileURLToPath(new URL('..', import.meta.url)),
+        process.env,
+      );
+      if (missing.length > 0) {
+        process.stderr.write(
+          `bansho: could not write ${missing.length} start-up cache(s) to ${dir}: is it writable by this user?\n`,
+        );
+        process.exitCode = ExitCode.checkFailed;
+      } else {
+        process.stdout.write(
+          `wrote ${written.length} start-up caches for node ${process.version} to ${dir}\n`,
+        );
+      }
+    },
+  );
   try {
     await program.parseAsync(argv);
   } catch (error) {

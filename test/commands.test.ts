@@ -1,5 +1,5 @@
 /**
- * The `bansho` CLI spawned as users run it (bin/bansho.js → dist/, so `npm run build` first),
+ * The `bansho` CLI spawned as users run it (bin/bansho → dist/, so `npm run build` first),
  * against real Redis and PostgreSQL servers: success paths, output formats, schema bootstrap
  * and drift, configuration precedence, help and version.
  *

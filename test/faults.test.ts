@@ -5,7 +5,7 @@
  * cannot be put into on demand. Every case runs the built CLI and asserts the exit code, the
  * classified error code in --json, the elapsed time, and that no password was printed.
  *
- * Needs `npm run build` first: the CLI under test is bin/bansho.js → dist/.
+ * Needs `npm run build` first: the CLI under test is bin/bansho → dist/.
  */
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';

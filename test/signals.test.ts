@@ -3,7 +3,7 @@
  * (an exit code, not death by the signal): while connecting to a peer that never answers,
  * and while sleeping between `--wait` attempts.
  *
- * Needs `npm run build` first: the CLI under test is bin/bansho.js → dist/.
+ * Needs `npm run build` first: the CLI under test is bin/bansho → dist/.
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';

@@ -3,7 +3,7 @@
  * passes or the time is up; one line per failed attempt on stderr (not a TTY here); the
  * final report exactly as without --wait; `--interval` sets the first pause.
  *
- * Needs `npm run build` first: the CLI under test is bin/bansho.js → dist/.
+ * Needs `npm run build` first: the CLI under test is bin/bansho → dist/.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp } from 'node:fs/promises';

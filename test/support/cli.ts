@@ -1,8 +1,7 @@
 /**
- * Runs the built `bansho` bin as users do: the executable that npm links (bin/bansho, which
- * execs node with the build's startup snapshot),
- * in a directory of its own (so no stray .env is read), with a minimal environment that a
- * test spells out.
+ * Runs the built `bansho` bin as users do: the executable that npm links (bin/bansho, a sh line
+ * that execs node on the same file, which loads dist/ with its start-up cache), in a directory
+ * of its own (so no stray .env is read), with a minimal environment that a test spells out.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -11,10 +10,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { cleanupOnExit, removeDirSync } from './process.js';
 
-/** What npm links as `bansho`: a sh script that execs node (see bin/bansho). */
+/** What npm links as `bansho`: run by sh, it execs node on itself; node runs it too (see bin/bansho). */
 export const BIN = resolve(import.meta.dirname, '../../bin/bansho');
-/** The CommonJS entry that bin/bansho falls back to, and that `node bin/bansho.js` runs. */
-export const BIN_JS = resolve(import.meta.dirname, '../../bin/bansho.js');
 
 export interface CliResult {
   code: number | null;
@@ -33,7 +30,7 @@ export interface CliOptions {
   /** Called once the process is spawned, e.g. to send it a signal. */
   onSpawn?: (child: import('node:child_process').ChildProcess) => void;
   /**
-   * Run as `node <nodeArgs> bin/bansho.js …` instead of the executable, e.g. ['--'] so that
+   * Run as `node <nodeArgs> bin/bansho …` instead of the executable, e.g. ['--'] so that
    * Node leaves a --env-file after the script to bansho (Node reads it itself otherwise).
    */
   nodeArgs?: string[];
@@ -51,7 +48,7 @@ export function emptyDir(): string {
 export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
   const start = performance.now();
   const [command, argv] = options.nodeArgs
-    ? [process.execPath, [...options.nodeArgs, BIN_JS, ...args]]
+    ? [process.execPath, [...options.nodeArgs, BIN, ...args]]
     : [BIN, [...args]];
   const child = spawn(command, argv, {
     cwd: options.cwd ?? emptyDir(),
