@@ -12,6 +12,7 @@ import {
   statSync,
   unlinkSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join } from 'node:path';
@@ -229,6 +230,26 @@ export function loadCli(bundlePath: string, cachedData?: Buffer): LoadedCli {
   return { main, script };
 }
 
+/**
+ * `bansho --version` (or `-V`) and nothing else: answered from package.json without loading the
+ * CLI, which is most of what such a run would cost, exactly as commander prints it. False when
+ * the invocation is another, or the write failed (the CLI then writes, and reports, itself).
+ */
+function printVersion(options: StartOptions): boolean {
+  const [, , flag, ...rest] = options.argv;
+  if (rest.length > 0 || (flag !== '--version' && flag !== '-V')) return false;
+  try {
+    const { version } = JSON.parse(readFileSync(join(options.packageDir, 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    // Straight to the file descriptor: a stream for stdout would load half of node's net and stream modules.
+    writeSync(1, `${version}\n`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export interface StartOptions {
   argv: readonly string[];
   env: Env;
@@ -242,6 +263,7 @@ export interface StartOptions {
  * as the process exits (once every function the run needed is compiled).
  */
 export function startCli(options: StartOptions): Promise<void> {
+  if (printVersion(options)) return Promise.resolve();
   const bundlePath = join(options.packageDir, 'dist', 'bansho.cjs');
   const name = cacheNameFor(options.argv);
   const dirs = cacheDirs(options.env, options.packageDir);

@@ -985,10 +985,11 @@ describe('help and version', { concurrency: true }, () => {
   });
 
   test('--version prints the package.json version and exits 0', async () => {
-    for (const flag of ['--version', '-V']) {
-      const result = await bansho([flag]);
+    // Alone, the flag is answered by bin/bansho without loading the CLI; with another, commander answers.
+    for (const args of [['--version'], ['-V'], ['-V', '--version'], ['--version', '--json']]) {
+      const result = await bansho(args);
       assertExit(result, 0);
-      assert.equal(result.stdout, `${PACKAGE_VERSION}\n`);
+      assert.equal(result.stdout, `${PACKAGE_VERSION}\n`, args.join(' '));
       assert.equal(result.stderr, '');
     }
   });
