@@ -53,6 +53,20 @@ function copyPackage(): string {
   return dir;
 }
 
+let nobodysNode: string | undefined;
+/**
+ * A directory with a node that `nobody` may run: the one running the tests may sit where only
+ * root can go (CI keeps other Node lines under root's HOME), so a copy of it, made once.
+ */
+function nodeForNobody(): string {
+  if (nobodysNode === undefined) {
+    nobodysNode = openDir();
+    copyFileSync(process.execPath, join(nobodysNode, 'node'));
+    chmodSync(join(nobodysNode, 'node'), 0o755);
+  }
+  return nobodysNode;
+}
+
 interface Run {
   code: number | null;
   stdout: string;
@@ -71,7 +85,7 @@ function runBin(bin: string, args: readonly string[], options: RunOptions = {}):
     const child = spawn(bin, args, {
       cwd: '/',
       env: {
-        PATH: `${options.nodeDir ?? dirname(process.execPath)}:/usr/bin:/bin`,
+        PATH: `${options.nodeDir ?? (options.user ? nodeForNobody() : dirname(process.execPath))}:/usr/bin:/bin`,
         ...options.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -337,7 +351,11 @@ function parseCacheFile(path: string): { complete: boolean } {
 describe('bansho warm-cache', () => {
   test("makes every cache in the package's dist/cache, which a non-root user then uses from a read-only copy", async () => {
     const pkg = copyPackage();
-    const made = await runBin(join(pkg, 'bin/bansho'), ['warm-cache'], { env: { HOME: openDir() } });
+    // The node that nobody runs below makes them: a cache belongs to one node binary.
+    const made = await runBin(join(pkg, 'bin/bansho'), ['warm-cache'], {
+      env: { HOME: openDir() },
+      nodeDir: nodeForNobody(),
+    });
     assert.equal(made.code, 0, made.stderr);
     assert.match(made.stdout, /^wrote 5 start-up caches for node v\d+\.\d+\.\d+ to .*\/dist\/cache\n$/);
     assert.deepEqual(
