@@ -1,151 +1,356 @@
 /**
- * Whole-process cost of each command, as a HEALTHCHECK pays it, against throwaway local servers
- * started as the tests start theirs. Every sample of a command is paired with a `node -e 0` run
- * just before it (A B A B ...), so both see the same machine state; the table gives median, min
- * and max wall time, the ratio of medians to `node -e 0`, and the median peak RSS. Then the
- * issue's targets are checked, and the exit code says whether all were met.
+ * Whole-process cost of each command, as a HEALTHCHECK pays it, for every way bansho is installed
+ * and every supported Node.js line, against throwaway local servers started as the tests start
+ * theirs. Every sample is paired with a `node -e 0` run of the same node just before it (A B A B
+ * ...), so both see the same machine state; the tables give medians and the ratio of medians to
+ * `node -e 0`, and smoke's peak RSS. Beside them, two floor scripts show what Node alone costs
+ * for the same exchanges over raw sockets. Then the targets are checked, and the exit code says
+ * whether all were met.
  *
- *   npm run bench [-- RUNS]        (default 30 pairs per command)
+ *   npm run bench [-- --runs 20] [--nodes 20,22,24,26] [--kinds clone,tarball,global,git,image]
+ *
+ * Install kinds, each in a folder of its own with a HOME of its own (so caches never mix):
+ *   clone    a copy of the working tree, built by that node (npm run build), run as bin/bansho
+ *   tarball  `npm pack` of the working tree, `npm i ./bansho-*.tgz` into a fresh project
+ *   global   the same tarball with `npm i -g --prefix`
+ *   git      `npm i git+file://…` of a temporary git repository holding the working tree
+ *   image    what the Dockerfile does outside Docker: the tarball installed with --omit=dev,
+ *            `bansho warm-cache` as root, then run by nobody from a read-only tree, HOME unwritable
+ * Unset NODE_EXTRA_CA_CERTS first: it makes every node start read a file.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { pgBinary, startPostgres, startRedis } from '../test/support/servers.js';
+import {
+  chmodSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startPostgres, startRedis } from '../test/support/servers.js';
 
-const runs = Number(process.argv[2] ?? 30);
-/** Peak RSS is read in a separate pass (it needs a preloaded reporter), with this many runs. */
-const RSS_RUNS = 10;
-/** What npm links as `bansho` (bin/bansho: the startup snapshot), run as users run it. */
-const bin = resolve(import.meta.dirname, '../bin/bansho');
-/** The fallback and the code-cache path: `node bin/bansho.js`, for comparison. */
-const binJs = resolve(import.meta.dirname, '../bin/bansho.js');
-const blob = resolve(import.meta.dirname, '../dist/snapshot/bansho.blob');
-const node = process.execPath;
-const BASELINE = 'node -e 0';
+const ROOT = resolve(import.meta.dirname, '..');
+const NOBODY = { uid: 65534, gid: 65534 };
+const ALL_KINDS = ['clone', 'tarball', 'global', 'git', 'image'] as const;
+type Kind = (typeof ALL_KINDS)[number];
 
-/** The issue's targets: the median's ratio to `node -e 0`, and smoke's peak RSS ratio. */
+const { values: flags } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '20' },
+    nodes: { type: 'string', default: '20,22,24,26' },
+    kinds: { type: 'string', default: ALL_KINDS.join(',') },
+  },
+});
+const runs = Number(flags.runs);
+const majors = (flags.nodes ?? '').split(',').filter(Boolean);
+const kinds = (flags.kinds ?? '').split(',').filter(Boolean) as Kind[];
+for (const kind of kinds) if (!ALL_KINDS.includes(kind)) throw new Error(`unknown install kind ${kind}`);
+
+/** The targets: the median's ratio to `node -e 0`, per command; smoke's peak RSS ratio. */
 const TIME_TARGETS: Record<string, number> = {
-  'bansho ping-redis': 1.4,
-  'bansho smoke': 1.5,
-  'bansho ensure-schema': 1.5,
+  '--version': 1.3,
+  'ping-redis': 1.6,
+  'ensure-schema': 2.0,
+  smoke: 2.0,
 };
-const RSS_TARGETS: Record<string, number> = { 'bansho smoke': 1.5 };
+const RSS_TARGET = 1.5;
+const COMMANDS: Record<string, string[]> = {
+  '--version': ['--version'],
+  'ping-redis': ['ping-redis', '--quiet'],
+  'ping-postgres': ['ping-postgres', '--quiet'],
+  'ensure-schema': ['ensure-schema', '--quiet'],
+  smoke: ['smoke', '--quiet'],
+};
 
+interface Installed {
+  bin: string;
+  home: string;
+  user?: { uid: number; gid: number };
+  /** A node of its own, where the install's user could not run the bench's. */
+  nodeDir?: string;
+}
+
+const work = mkdtempSync('/tmp/bansho-bench-');
+chmodSync(work, 0o755);
 const [redis, pg] = await Promise.all([startRedis(), startPostgres()]);
-const dir = mkdtempSync(join(tmpdir(), 'bansho-bench-'));
+let missed = 0;
 try {
   const database = await pg.createDatabase('bench');
-  // This node first on PATH: bin/bansho runs the `node` it finds there, as a user's shell would.
-  const env = {
-    PATH: `${dirname(node)}:${process.env.PATH ?? ''}`,
-    REDIS_URL: redis.url,
-    POSTGRES_DSN: pg.dsn(database),
-  };
-  const pgIsReady = await pgBinary('pg_isready');
-  const commands: Record<string, string[]> = {
-    [BASELINE]: [node, '-e', '0'],
-    'bansho --version': [bin, '--version'],
-    'bansho ping-redis': [bin, 'ping-redis', '--quiet'],
-    'bansho ping-postgres': [bin, 'ping-postgres', '--quiet'],
-    'bansho ensure-schema': [bin, 'ensure-schema', '--quiet'],
-    'bansho smoke': [bin, 'smoke', '--quiet'],
-    'node bin/bansho.js ping-redis': [node, binJs, 'ping-redis', '--quiet'],
-    'node bin/bansho.js smoke': [node, binJs, 'smoke', '--quiet'],
-    'redis-cli ping': ['redis-cli', '-p', String(redis.port), 'ping'],
-    pg_isready: [pgIsReady, '-h', pg.host, '-p', String(pg.port), '-q'],
-  };
-  // redis-cli and pg_isready are there for scale only: left out where they are not installed.
-  for (const [name, argv] of Object.entries(commands)) {
-    if (spawnSync(argv[0] as string, ['--version']).error) delete commands[name];
-  }
-
-  const exec = (argv: string[], extraNodeArgs: string[] = []) => {
-    const [command, ...args] =
-      argv[0] === node
-        ? [node, ...extraNodeArgs, ...argv.slice(1)]
-        : // The reporter cannot go through bin/bansho (NODE_OPTIONS makes it fall back): what it execs.
-          argv[0] === bin && extraNodeArgs.length > 0
-          ? [node, ...extraNodeArgs, '--snapshot-blob', blob, '--', ...argv.slice(1)]
-          : argv;
-    const start = process.hrtime.bigint();
-    const result = spawnSync(command as string, args, { cwd: dir, env, encoding: 'utf8' });
-    const ms = Number(process.hrtime.bigint() - start) / 1e6;
-    if (result.error) throw result.error;
-    if (result.status !== 0) throw new Error(`${argv.join(' ')} exited ${result.status}: ${result.stderr}`);
-    return { ms, stderr: result.stderr };
-  };
-
-  // The schema exists before ensure-schema is timed: the target is for "nothing to do".
-  exec(commands['bansho ensure-schema'] as string[]);
-  for (const argv of Object.values(commands)) exec(argv); // warm the page cache once
-
-  const samples: Record<string, number[]> = Object.fromEntries(
-    Object.keys(commands).map((name) => [name, []]),
+  const floors = writeFloorScripts(work, redis.port, pg.port, database);
+  const tarball = packTarball();
+  const gitRepo = kinds.includes('git') ? makeGitRepo() : '';
+  console.log(
+    `machine: ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB`,
   );
-  for (let run = 0; run < runs; run++) {
-    for (const [name, argv] of Object.entries(commands)) {
-      if (name === BASELINE) continue;
-      samples[BASELINE]?.push(exec(commands[BASELINE] as string[]).ms);
-      samples[name]?.push(exec(argv).ms);
+  console.log(
+    `${runs} pairs per command (each run right after a \`node -e 0\` run of the same node); medians\n`,
+  );
+
+  for (const major of majors) {
+    const nodeDir = run('scripts/node-line.sh', [major], { cwd: ROOT }).trim();
+    const node = join(nodeDir, 'node');
+    const version = run(node, ['--version']).trim();
+    const env = (home: string, dir = nodeDir) => ({
+      PATH: `${dir}:/usr/local/bin:/usr/bin:/bin`,
+      HOME: home,
+      REDIS_URL: redis.url,
+      POSTGRES_DSN: pg.dsn(database),
+    });
+    const rows: string[][] = [];
+    /** Every `node -e 0` run of this node, and those paired with each row's runs. */
+    const baseline: number[] = [];
+    const pairedWith = new Map<number[], number[]>();
+    const timed = (
+      samples: number[],
+      argv: string[],
+      runEnv: NodeJS.ProcessEnv,
+      user?: Installed['user'],
+    ) => {
+      const before = time([node, '-e', '0'], env(work));
+      baseline.push(before);
+      pairedWith.set(samples, [...(pairedWith.get(samples) ?? []), before]);
+      samples.push(time(argv, runEnv, user));
+    };
+    const cells = (samples: number[]) => {
+      const ratio = median(samples) / median(pairedWith.get(samples) ?? []);
+      return { ratio, cells: [`${median(samples).toFixed(1)} ms`, `${ratio.toFixed(2)}x`] };
+    };
+
+    for (const [name, script] of Object.entries(floors)) {
+      const samples: number[] = [];
+      for (let sample = 0; sample < runs; sample++) timed(samples, [node, script], env(work));
+      rows.push([`floor: ${name}`, ...cells(samples).cells]);
     }
+    for (const kind of kinds) {
+      const installed = install(kind, nodeDir, tarball, gitRepo);
+      const runEnv = env(installed.home, installed.nodeDir);
+      // The first runs make the start-up caches where the install kind may: they are not timed.
+      for (const args of Object.values(COMMANDS)) {
+        for (let warm = 0; warm < 2; warm++) time([installed.bin, ...args], runEnv, installed.user);
+      }
+      const samples: Record<string, number[]> = {};
+      for (let sample = 0; sample < runs; sample++) {
+        for (const [name, args] of Object.entries(COMMANDS)) {
+          timed((samples[name] ??= []), [installed.bin, ...args], runEnv, installed.user);
+        }
+      }
+      const rss = peakRss([installed.bin, ...(COMMANDS.smoke as string[])], runEnv, installed.user);
+      const nodeRss = peakRss([node, '-e', '0'], runEnv, installed.user);
+      for (const [name, values] of Object.entries(samples)) {
+        const { ratio, cells: timeCells } = cells(values);
+        const target = TIME_TARGETS[name];
+        const verdict =
+          target === undefined ? '' : ratio <= target ? `met (${target}x)` : `MISSED (${target}x)`;
+        if (target !== undefined && ratio > target) missed++;
+        const rssCells =
+          name === 'smoke'
+            ? [
+                `${(rss / 1024).toFixed(1)} MiB`,
+                `${(rss / nodeRss).toFixed(2)}x ${rss / nodeRss <= RSS_TARGET ? 'met' : 'MISSED'}`,
+              ]
+            : ['', ''];
+        if (name === 'smoke' && rss / nodeRss > RSS_TARGET) missed++;
+        rows.push([`${kind}: bansho ${name}`, ...timeCells, verdict, ...rssCells]);
+      }
+    }
+    console.log(`node ${version}: node -e 0 median ${median(baseline).toFixed(1)} ms`);
+    printTable(['command', 'median', 'vs node -e 0', 'target', 'peak RSS', 'RSS vs node'], rows);
+    console.log('');
   }
-
-  // Peak RSS of node processes only, from the process itself as it exits.
-  const reporter = join(dir, 'report-peak-rss.cjs');
-  writeFileSync(
-    reporter,
-    "process.on('exit', () => require('node:fs').writeSync(2, '\\npeak-rss-kib ' + process.resourceUsage().maxRSS + '\\n'));\n",
-  );
-  const peakRss: Record<string, number> = {};
-  for (const [name, argv] of Object.entries(commands)) {
-    if (argv[0] !== node && argv[0] !== bin) continue;
-    const values = Array.from({ length: RSS_RUNS }, () =>
-      Number(/peak-rss-kib (\d+)/.exec(exec(argv, ['--require', reporter]).stderr)?.[1]),
-    );
-    peakRss[name] = median(values) / 1024;
-  }
-
-  const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
-  console.log(
-    `machine: ${cpu}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB; node ${process.version}`,
-  );
-  console.log(
-    `${runs} pairs per command (each run after a \`${BASELINE}\` run); peak RSS: median of ${RSS_RUNS}`,
-  );
-  const baseline = median(samples[BASELINE] ?? []);
-  const baselineRss = peakRss[BASELINE] ?? Number.NaN;
-  const rows = Object.entries(samples).map(([name, values]) => {
-    const rss = peakRss[name];
-    return [
-      name,
-      ms(median(values)),
-      ms(Math.min(...values)),
-      ms(Math.max(...values)),
-      name === BASELINE ? '' : `${(median(values) / baseline).toFixed(2)}x`,
-      rss === undefined ? '' : `${rss.toFixed(1)} MiB`,
-      rss === undefined || name === BASELINE ? '' : `${(rss / baselineRss).toFixed(2)}x`,
-    ];
-  });
-  printTable(['command', 'median', 'min', 'max', 'vs node -e 0', 'peak RSS', 'RSS vs node'], rows);
-
-  let missed = 0;
-  const check = (what: string, ratio: number, target: number) => {
-    const met = ratio <= target;
-    if (!met) missed++;
-    console.log(`${met ? 'met   ' : 'MISSED'}  ${what}: ${ratio.toFixed(2)}x (target ${target}x)`);
-  };
-  console.log('');
-  for (const [name, target] of Object.entries(TIME_TARGETS)) {
-    check(`${name} median`, median(samples[name] ?? []) / baseline, target);
-  }
-  for (const [name, target] of Object.entries(RSS_TARGETS)) {
-    check(`${name} peak RSS`, (peakRss[name] ?? Number.NaN) / baselineRss, target);
-  }
+  console.log(missed === 0 ? 'every target met' : `${missed} target(s) missed`);
   process.exitCode = missed === 0 ? 0 : 1;
 } finally {
-  rmSync(dir, { recursive: true, force: true });
   await Promise.all([redis.stop(), pg.stop()]);
+  rmSync(work, { recursive: true, force: true });
+}
+
+/** Installs bansho the `kind` way with the node in `nodeDir` first on PATH; returns how to run it. */
+function install(kind: Kind, nodeDir: string, tarball: string, gitRepo: string): Installed {
+  const dir = mkdtempSync(join(work, `${kind}-`));
+  chmodSync(dir, 0o755);
+  const home = join(dir, 'home');
+  mkdirSync(home);
+  const npmEnv = {
+    PATH: `${nodeDir}:${process.env.PATH}`,
+    HOME: home,
+    npm_config_cache: join(process.env.HOME ?? '/root', '.npm'),
+  };
+  const npm = (args: string[], cwd: string) =>
+    run('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, env: npmEnv });
+  switch (kind) {
+    case 'clone': {
+      const copy = join(dir, 'bansho');
+      for (const entry of ['bin', 'src', 'scripts', 'package.json', 'tsconfig.json', 'tsconfig.build.json']) {
+        cpSync(join(ROOT, entry), join(copy, entry), { recursive: true });
+      }
+      // The build needs the devDependencies the working tree already has.
+      symlinkSync(join(ROOT, 'node_modules'), join(copy, 'node_modules'));
+      run('npm', ['run', 'build'], { cwd: copy, env: npmEnv });
+      return { bin: join(copy, 'bin/bansho'), home };
+    }
+    case 'tarball':
+      writeFileSync(join(dir, 'package.json'), '{"name":"bench-project","private":true}\n');
+      npm(['install', tarball], dir);
+      return { bin: join(dir, 'node_modules/.bin/bansho'), home };
+    case 'global':
+      npm(['install', '-g', '--prefix', join(dir, 'prefix'), tarball], dir);
+      return { bin: join(dir, 'prefix/bin/bansho'), home };
+    case 'git':
+      writeFileSync(join(dir, 'package.json'), '{"name":"bench-project","private":true}\n');
+      npm(['install', `git+file://${gitRepo}`], dir);
+      return { bin: join(dir, 'node_modules/.bin/bansho'), home };
+    case 'image': {
+      // The Dockerfile's runtime stage: production dependencies only, the cache made at build time.
+      writeFileSync(join(dir, 'package.json'), '{"name":"bench-image","private":true}\n');
+      npm(['install', '--omit=dev', tarball], dir);
+      // The image's node, which its user may run (the bench's may sit under root's HOME).
+      const imageNode = join(dir, 'node');
+      mkdirSync(imageNode);
+      cpSync(join(nodeDir, 'node'), join(imageNode, 'node'));
+      run(join(dir, 'node_modules/.bin/bansho'), ['warm-cache'], {
+        env: { ...npmEnv, PATH: `${imageNode}:${process.env.PATH}` },
+      });
+      makeReadOnly(dir);
+      return {
+        bin: join(dir, 'node_modules/.bin/bansho'),
+        home: '/nonexistent',
+        user: NOBODY,
+        nodeDir: imageNode,
+      };
+    }
+  }
+}
+
+/** No write bits anywhere under `dir`, as a read-only root filesystem is for the image's user. */
+function makeReadOnly(dir: string): void {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isSymbolicLink()) continue;
+    if (entry.isDirectory()) makeReadOnly(path);
+    else chmodSync(path, statSync(path).mode & 0o555);
+  }
+  chmodSync(dir, 0o555);
+}
+
+function packTarball(): string {
+  const out = join(work, 'pack');
+  mkdirSync(out);
+  run('npm', ['pack', '--pack-destination', out, '--loglevel=error'], { cwd: ROOT });
+  const [file] = readdirSync(out).filter((name) => name.endsWith('.tgz'));
+  if (!file) throw new Error('npm pack made no tarball');
+  return join(out, file);
+}
+
+/** A git repository holding the working tree as it is (committed or not), for `npm i git+file://`. */
+function makeGitRepo(): string {
+  const repo = join(work, 'repo');
+  const files = run('git', ['ls-files', '--cached', '--others', '--exclude-standard'], { cwd: ROOT })
+    .split('\n')
+    .filter(Boolean);
+  for (const file of files) cpSync(join(ROOT, file), join(repo, file), { recursive: true });
+  const git = (...args: string[]) =>
+    run('git', ['-c', 'user.name=bench', '-c', 'user.email=bench@localhost', ...args], { cwd: repo });
+  git('init', '-q');
+  git('add', '-A');
+  git('commit', '-q', '-m', 'bench');
+  return repo;
+}
+
+/**
+ * The two floors, as CommonJS scripts over raw sockets: a Redis PING, and a Redis PING with a
+ * PostgreSQL session running one query at the same time (startup, trust auth, `select 1`, Terminate).
+ */
+function writeFloorScripts(
+  dir: string,
+  redisPort: number,
+  pgPort: number,
+  database: string,
+): Record<string, string> {
+  const ping = join(dir, 'floor-redis.cjs');
+  writeFileSync(
+    ping,
+    `const s = require('node:net').connect(${redisPort}, '127.0.0.1');
+s.write('PING\\r\\n');
+s.on('data', (d) => { if (String(d) !== '+PONG\\r\\n') process.exitCode = 1; s.destroy(); });
+`,
+  );
+  const both = join(dir, 'floor-both.cjs');
+  writeFileSync(
+    both,
+    `const net = require('node:net');
+const r = net.connect(${redisPort}, '127.0.0.1');
+r.write('PING\\r\\n');
+r.on('data', () => r.destroy());
+const p = net.connect(${pgPort}, '127.0.0.1');
+const params = Buffer.from('user\\0postgres\\0database\\0${database}\\0\\0');
+const start = Buffer.alloc(8 + params.length);
+start.writeInt32BE(start.length, 0);
+start.writeInt32BE(196608, 4);
+params.copy(start, 8);
+p.write(start);
+const ready = Buffer.from([0x5a, 0, 0, 0, 5]);
+let queried = false;
+p.on('data', (d) => {
+  if (!d.includes(ready)) return;
+  if (queried) { p.end(Buffer.from([0x58, 0, 0, 0, 4])); p.destroy(); return; }
+  queried = true;
+  const q = Buffer.from('select 1\\0');
+  const m = Buffer.alloc(5 + q.length);
+  m[0] = 0x51;
+  m.writeInt32BE(4 + q.length, 1);
+  q.copy(m, 5);
+  p.write(m);
+});
+`,
+  );
+  return { 'raw Redis PING': ping, 'raw Redis PING + PostgreSQL query': both };
+}
+
+/** Wall time of one run, spawn to exit, in milliseconds; a failed run ends the bench. */
+function time(argv: string[], env: NodeJS.ProcessEnv, user?: Installed['user']): number {
+  const start = process.hrtime.bigint();
+  const result = spawnSync(argv[0] as string, argv.slice(1), {
+    cwd: work,
+    env,
+    encoding: 'utf8',
+    ...(user ?? {}),
+  });
+  const ms = Number(process.hrtime.bigint() - start) / 1e6;
+  if (result.error) throw result.error;
+  if (result.status !== 0) throw new Error(`${argv.join(' ')} exited ${result.status}: ${result.stderr}`);
+  return ms;
+}
+
+/** Median peak RSS in KiB, from GNU time's %M, of a few runs. */
+function peakRss(argv: string[], env: NodeJS.ProcessEnv, user?: Installed['user']): number {
+  const values = Array.from({ length: 5 }, () => {
+    const result = spawnSync('/usr/bin/time', ['-f', 'peak-rss-kib %M', ...argv], {
+      cwd: work,
+      env,
+      encoding: 'utf8',
+      ...(user ?? {}),
+    });
+    return Number(/peak-rss-kib (\d+)/.exec(result.stderr)?.[1]);
+  });
+  return median(values);
+}
+
+function run(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): string {
+  const result = spawnSync(command, args, { encoding: 'utf8', ...options, env: options.env ?? process.env });
+  if (result.error) throw result.error;
+  if (result.status !== 0)
+    throw new Error(`${command} ${args.join(' ')} exited ${result.status}: ${result.stderr}`);
+  return result.stdout;
 }
 
 function median(values: number[]): number {
@@ -156,17 +361,13 @@ function median(values: number[]): number {
     : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
-function ms(value: number): string {
-  return `${value.toFixed(1)} ms`;
-}
-
 /** A Markdown table, so that the output can go into the README as it is. */
 function printTable(header: string[], rows: string[][]): void {
   const widths = header.map((title, column) =>
     Math.max(title.length, ...rows.map((row) => row[column]?.length ?? 0)),
   );
   const line = (cells: string[]) =>
-    `| ${cells.map((cell, column) => (column === 0 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0))).join(' | ')} |`;
+    `| ${header.map((_, column) => (column === 0 ? (cells[column] ?? '').padEnd(widths[column] ?? 0) : (cells[column] ?? '').padStart(widths[column] ?? 0))).join(' | ')} |`;
   console.log(line(header));
   console.log(
     `|${widths.map((width, column) => (column === 0 ? `${'-'.repeat(width + 1)}-` : `-${'-'.repeat(width)}:`)).join('|')}|`,
