@@ -134,10 +134,12 @@ try {
       for (const args of Object.values(COMMANDS)) {
         for (let warm = 0; warm < 2; warm++) time([installed.bin, ...args], runEnv, installed.user);
       }
-      const samples: Record<string, number[]> = {};
+      const samples: Record<string, number[]> = Object.fromEntries(
+        Object.keys(COMMANDS).map((name) => [name, []]),
+      );
       for (let sample = 0; sample < runs; sample++) {
         for (const [name, args] of Object.entries(COMMANDS)) {
-          timed((samples[name] ??= []), [installed.bin, ...args], runEnv, installed.user);
+          timed(samples[name] as number[], [installed.bin, ...args], runEnv, installed.user);
         }
       }
       const rss = peakRss([installed.bin, ...(COMMANDS.smoke as string[])], runEnv, installed.user);
