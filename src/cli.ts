@@ -6,7 +6,6 @@ import { pingPostgresCommand } from './commands/ping-postgres.js';
 import { pingRedisCommand } from './commands/ping-redis.js';
 import { smokeCommand } from './commands/smoke.js';
 import type { CliOptions } from './config.js';
-import { redactUrls } from './redact.js';
 
 const COMMANDS: readonly BanshoCommand[] = [
   pingRedisCommand,
@@ -38,7 +37,7 @@ const version = (createRequire(import.meta.url)('../package.json') as { version:
 export function buildProgram(
   onCommand: (command: BanshoCommand, options: CliOptions) => Promise<void>,
 ): Command {
-  const program = new Command('bansho')
+  const program = new Program('bansho')
     .description("bansho's storage CLI: health checks and schema bootstrap for Redis and PostgreSQL")
     .version(version, '-V, --version')
     .addHelpText('after', EXIT_CODES_HELP)
@@ -77,12 +76,48 @@ export function buildProgram(
   return program;
 }
 
-/** Commander's error text as bansho's one line: no "error:" prefix, no line breaks, no password. */
+/**
+ * commander's Command, except that an unknown option is named without the `=value` typed after
+ * it (a value may be a URL holding a password), so that the suggestion is made for the name too.
+ */
+class Program extends Command {
+  override createCommand(name?: string): Command {
+    return new Program(name);
+  }
+
+  /** Replaces commander's own (untyped) unknownOption, which quotes the argument whole. */
+  unknownOption(flag: string): void {
+    const name = flag.startsWith('--') ? (flag.split('=')[0] ?? flag) : flag.slice(0, 2);
+    (Command.prototype as unknown as { unknownOption(flag: string): void }).unknownOption.call(this, name);
+  }
+}
+
+/** What a flag or a command name looks like; anything else typed is not echoed (it may be a URL). */
+const FLAG_SHAPE = /^--?[a-z0-9][a-z0-9-]*$/i;
+const COMMAND_SHAPE = /^[a-z][a-z0-9-]*$/i;
+
+/**
+ * Commander's error text as bansho's one line: no "error:" prefix, no line breaks, and nothing
+ * typed that is not shaped like a flag or a command name. Of commander's errors only these
+ * quote what was typed; the others quote bansho's own flags and commands.
+ */
 export function usageMessage(text: string): string {
-  return redactUrls(
-    text
-      .replace(/^error: /, '')
-      .trim()
-      .replace(/\s*\n\s*/g, ' '),
-  );
+  const line = text
+    .replace(/^error: /, '')
+    .trim()
+    .replace(/\s*\n\s*/g, ' ');
+  // Greedy up to the last quote: what was typed may hold quotes too; a suggestion holds none.
+  const typed = /^unknown (option|command) '(.*)'( \(Did you mean [^']*\))?$/s.exec(line);
+  if (typed) {
+    const [, kind, word = '', suggestion = ''] = typed;
+    if (kind === 'option') {
+      const name = word.split('=')[0] ?? '';
+      return FLAG_SHAPE.test(name)
+        ? `unknown option '${name}'${suggestion}`
+        : 'unknown option (not shown: what was typed may hold a password)';
+    }
+    if (COMMAND_SHAPE.test(word)) return `unknown command '${word}'${suggestion}`;
+    return `the first argument is not a command (not shown: it may hold a password); commands: ${COMMANDS.map((command) => command.name).join(', ')}`;
+  }
+  return line.replace(/ argument '.*' is invalid\./s, ' argument is invalid.');
 }

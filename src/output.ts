@@ -1,16 +1,16 @@
 import { Chalk, type ChalkInstance } from 'chalk';
 import type { CheckDetail, CheckError, CheckResult, CheckStatus, Report } from './checks.js';
 import { formatDuration } from './duration.js';
-import { redactUrls, scrubSecrets } from './redact.js';
 
 /**
- * Writes reports and errors to stdout and stderr. Everything passes through `redactUrls` and
- * `scrubSecrets` on its way out, so a password quoted by a driver in some unforeseen form is still masked.
+ * Writes reports and errors to stdout and stderr. Nothing here masks text: targets are rendered
+ * from their parsed URLs with the password masked, and messages are built without secrets, so
+ * the output is exactly what was built (valid JSON whatever the password).
  */
 export interface Output {
   /** The report: human lines, or exactly one JSON document, or nothing with --quiet. */
   report(report: Report): void;
-  /** A failure of the invocation itself (exit 2), in one line on stderr. */
+  /** A failure of the invocation itself (exit 2), in one line on stderr, --quiet or not. */
   usageError(error: CheckError): void;
   /** Progress of `--wait`: an updating line on a terminal, a line per attempt in logs. */
   progress(line: string): void;
@@ -22,7 +22,6 @@ export interface OutputOptions {
   mode: 'human' | 'json' | 'quiet';
   color: boolean;
   verbose: boolean;
-  secrets: readonly string[];
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream & { isTTY?: boolean };
 }
@@ -31,8 +30,7 @@ const STATUS_WORDS: Record<CheckStatus, string> = { pass: 'PASS', warn: 'WARN', 
 
 export function createOutput(options: OutputOptions): Output {
   const paint = new Chalk({ level: options.color ? 1 : 0 });
-  const write = (stream: NodeJS.WritableStream, text: string) =>
-    stream.write(scrubSecrets(redactUrls(text), options.secrets));
+  const write = (stream: NodeJS.WritableStream, text: string) => stream.write(text);
   let progressOpen = false;
   const updating = options.stderr.isTTY === true;
 
@@ -49,7 +47,8 @@ export function createOutput(options: OutputOptions): Output {
       if (options.mode === 'json') {
         write(options.stdout, `${JSON.stringify({ status: 'fail', error })}\n`);
       }
-      if (options.mode !== 'quiet') write(options.stderr, `bansho: ${error.message}\n`);
+      // Even with --quiet, as commander's own usage errors: a healthcheck that can never pass says why.
+      write(options.stderr, `bansho: ${error.message}\n`);
     },
     progress(line) {
       if (options.mode === 'quiet') return;

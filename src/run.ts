@@ -78,7 +78,6 @@ function reportUsageError(error: unknown, options: CliOptions, context: RunConte
     mode: options.json ? 'json' : options.quiet ? 'quiet' : 'human',
     color: false,
     verbose: false,
-    secrets: [],
     stdout: context.stdout,
     stderr: context.stderr,
   });
