@@ -109,7 +109,10 @@ export interface Config {
   dryRun: boolean;
   /** Whether the Redis check writes (and deletes) a short-lived key; off with `--no-write-probe`. */
   writeProbe: boolean;
+  /** Whether the report on stdout is coloured (see decideColor); stderr's lines never are. */
   color: boolean;
+  /** Whether `--wait` redraws one progress line in place: stderr is a terminal that is not TERM=dumb. */
+  redrawProgress: boolean;
 }
 
 export interface ConfigInput {
@@ -120,6 +123,8 @@ export interface ConfigInput {
   fileEnv: Env;
   /** Whether stdout is a terminal: colour is only for people. */
   isTTY: boolean;
+  /** Whether stderr is a terminal, where `--wait` may redraw its progress line; default false. */
+  isStderrTTY?: boolean;
 }
 
 export interface Needs {
@@ -161,7 +166,8 @@ export function loadConfig(input: ConfigInput, needs: Needs): Config {
     strict: options.strict === true,
     dryRun: options.dryRun === true,
     writeProbe: options.writeProbe !== false,
-    color: input.isTTY && !isSet(env.NO_COLOR) && env.TERM !== 'dumb',
+    color: decideColor(env, input.isTTY),
+    redrawProgress: input.isStderrTTY === true && env.TERM !== 'dumb',
   };
   if (options.wait !== undefined) config.waitMs = parseDuration(options.wait, '--wait');
   else if (options.interval !== undefined) throw configError('--interval only makes sense with --wait');
@@ -179,6 +185,19 @@ export function loadConfig(input: ConfigInput, needs: Needs): Config {
 
 function isSet(value: string | undefined): boolean {
   return value !== undefined && value !== '';
+}
+
+/**
+ * Colour as chalk decides it, with NO_COLOR first: NO_COLOR set (not empty) turns it off;
+ * FORCE_COLOR `0` or `false` turns it off, and `1`-`3`, `true` or empty turns it on, on a pipe
+ * too; otherwise colour is for a terminal that is not TERM=dumb.
+ */
+function decideColor(env: Env, isTTY: boolean): boolean {
+  if (isSet(env.NO_COLOR)) return false;
+  const force = env.FORCE_COLOR;
+  if (force === '0' || force === 'false') return false;
+  if (force === '' || force === 'true' || /^[1-9]\d*$/.test(force ?? '')) return true;
+  return isTTY && env.TERM !== 'dumb';
 }
 
 /**

@@ -21,9 +21,11 @@ export interface Output {
 export interface OutputOptions {
   mode: 'human' | 'json' | 'quiet';
   color: boolean;
+  /** Redraw the `--wait` progress line in place (a terminal); otherwise a line per attempt, as in logs. */
+  redrawProgress: boolean;
   verbose: boolean;
   stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WritableStream;
 }
 
 const STATUS_WORDS: Record<CheckStatus, string> = { pass: 'PASS', warn: 'WARN', fail: 'FAIL' };
@@ -32,7 +34,7 @@ export function createOutput(options: OutputOptions): Output {
   const paint = new Chalk({ level: options.color ? 1 : 0 });
   const write = (stream: NodeJS.WritableStream, text: string) => stream.write(text);
   let progressOpen = false;
-  const updating = options.stderr.isTTY === true;
+  const updating = options.redrawProgress;
 
   return {
     report(report) {

@@ -92,6 +92,38 @@ describe('loadConfig flags', () => {
     assert.equal(load({}, { NO_COLOR: '1' }, {}, true).color, false);
     assert.equal(load({}, { TERM: 'dumb' }, {}, true).color, false);
   });
+
+  test("FORCE_COLOR as chalk reads it: 1, 2, 3, true or empty colour a pipe; 0 or false turn a terminal's off", () => {
+    for (const value of ['1', '2', '3', 'true', '']) {
+      assert.equal(load({}, { FORCE_COLOR: value }, {}, false).color, true, `FORCE_COLOR=${value}`);
+      assert.equal(
+        load({}, { FORCE_COLOR: value, TERM: 'dumb' }, {}, false).color,
+        true,
+        `FORCE_COLOR=${value}`,
+      );
+    }
+    for (const value of ['0', 'false']) {
+      assert.equal(load({}, { FORCE_COLOR: value }, {}, true).color, false, `FORCE_COLOR=${value}`);
+    }
+    // Anything else is no decision: the terminal decides.
+    assert.equal(load({}, { FORCE_COLOR: 'yes' }, {}, true).color, true);
+    assert.equal(load({}, { FORCE_COLOR: 'yes' }, {}, false).color, false);
+  });
+
+  test('NO_COLOR wins over FORCE_COLOR; an empty NO_COLOR is unset', () => {
+    assert.equal(load({}, { NO_COLOR: '1', FORCE_COLOR: '1' }, {}, true).color, false);
+    assert.equal(load({}, { NO_COLOR: '1', FORCE_COLOR: '3' }, {}, false).color, false);
+    assert.equal(load({}, { NO_COLOR: '', FORCE_COLOR: '1' }, {}, false).color, true);
+  });
+
+  test('--wait redraws its line only when stderr is a terminal that is not TERM=dumb', () => {
+    const redraw = (env: Env, isStderrTTY: boolean) =>
+      loadConfig({ options: {}, env, fileEnv: {}, isTTY: false, isStderrTTY }, both).redrawProgress;
+    assert.equal(redraw({}, true), true);
+    assert.equal(redraw({ TERM: 'dumb' }, true), false);
+    assert.equal(redraw({}, false), false);
+    assert.equal(load().redrawProgress, false);
+  });
 });
 
 describe('REDIS_URL', () => {
