@@ -90,15 +90,20 @@ function renderHuman(report: Report, paint: ChalkInstance, verbose: boolean): st
     lines.push(...renderDetails(check.details ?? [], indent, paint));
     for (const item of check.pending ?? []) lines.push(`${indent}${paint.dim(`pending: ${item}`)}`);
   }
-  if (report.changes) {
-    if (report.changes.length === 0 && report.status !== 'fail')
-      lines.push('schema is up to date: nothing to change');
-    for (const change of report.changes) {
-      // A dry run prints the plan as SQL that could be reviewed, or run by hand.
-      if (report.dryRun) lines.push(`-- ${change.action} ${change.object}`, `${change.sql};`);
-      else lines.push(`${paint.green('done')}  ${change.action} ${change.object}`);
-    }
+  if (report.changes?.length === 0 && report.status !== 'fail')
+    lines.push('schema is up to date: nothing to change');
+  if (report.dryRun) {
+    // The plan is a script psql runs as it is (`> plan.sql && psql -f plan.sql`): the report
+    // above it becomes SQL comments, so that the file still says what it was planned against.
+    const comments = lines.flatMap((line) => line.split('\n')).map((line) => `-- ${line}`);
+    const plan = (report.changes ?? []).flatMap((change) => [
+      `-- ${change.action} ${change.object}`,
+      `${change.sql};`,
+    ]);
+    return `${[...comments, ...plan].join('\n')}\n`;
   }
+  for (const change of report.changes ?? [])
+    lines.push(`${paint.green('done')}  ${change.action} ${change.object}`);
   return `${lines.join('\n')}\n`;
 }
 
