@@ -176,9 +176,10 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
     probe.catch(() => {});
     const reply = await deadline.race(ping);
     if (reply !== 'PONG') {
+      const shown = scrubPassword(typeof reply === 'string' ? reply : String(JSON.stringify(reply)), target);
       throw new BanshoError(
         'protocol',
-        `expected PONG from ${target.display}, got ${JSON.stringify(scrubPassword(typeof reply === 'string' ? reply : String(JSON.stringify(reply)), target))}`,
+        `expected PONG from ${target.display}, got ${JSON.stringify(shown)}`,
         {
           service: 'redis',
         },
