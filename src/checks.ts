@@ -1,4 +1,5 @@
 import { BanshoError, type Difference, type FailureCode } from './errors.js';
+import { scrubPassword } from './redact.js';
 import type { SchemaChange } from './schema/plan.js';
 import type { RedisTopology } from './storage/redis-topology.js';
 
@@ -74,12 +75,18 @@ export type CheckOutcome = Pick<
   latencyMs?: number;
 };
 
+/** The server a check looks at: as shown (password masked), and its password, masked in drivers' words. */
+export interface CheckTarget {
+  display: string;
+  password?: string | undefined;
+}
+
 /**
  * Runs one check, timing it and turning a thrown error into a failed result, so that one
  * broken dependency never hides the others' results.
  */
 export async function runCheck(
-  target: string,
+  target: CheckTarget,
   check: () => Promise<CheckOutcome>,
   /** When the check began, if before this call (on a connection another check opened). */
   start: number = performance.now(),
@@ -89,7 +96,7 @@ export async function runCheck(
     const failed = outcome.details?.find((detail) => detail.status === 'fail');
     return {
       status: worstStatus([status ?? 'pass', ...(outcome.details ?? []).map((detail) => detail.status)]),
-      target,
+      target: target.display,
       latencyMs: roundLatency(latencyMs ?? performance.now() - start),
       ...outcome,
       ...(failed ? { error: detailError(failed) } : {}),
@@ -97,11 +104,11 @@ export async function runCheck(
   } catch (error) {
     return {
       status: 'fail',
-      target,
+      target: target.display,
       latencyMs: roundLatency(performance.now() - start),
       ...(error instanceof BanshoError && error.drift ? { drift: error.drift } : {}),
       ...(error instanceof BanshoError ? error.facts : {}),
-      error: toCheckError(error),
+      error: toCheckError(error, target),
     };
   }
 }
@@ -124,18 +131,19 @@ function roundLatency(ms: number): number {
   return Math.round(ms * 10) / 10;
 }
 
-export function toCheckError(error: unknown): CheckError {
+/** `target`'s password is masked in the drivers' words: the unexpected error's message, the causes. */
+export function toCheckError(error: unknown, target: Omit<CheckTarget, 'display'> = {}): CheckError {
   const known =
     error instanceof BanshoError
       ? error
       : new BanshoError(
           'unexpected',
-          `unexpected error: ${error instanceof Error ? error.message : String(error)}`,
+          `unexpected error: ${scrubPassword(error instanceof Error ? error.message : String(error), target)}`,
           {
             cause: error,
           },
         );
-  const detail = describeCauses(known.cause);
+  const detail = describeCauses(known.cause, target);
   return {
     code: known.code,
     message: known.message,
@@ -144,11 +152,13 @@ export function toCheckError(error: unknown): CheckError {
   };
 }
 
-function describeCauses(cause: unknown): string[] {
+/** The drivers' errors, one line each: their own words, which may quote what bansho sent. */
+function describeCauses(cause: unknown, target: Omit<CheckTarget, 'display'>): string[] {
   const lines: string[] = [];
   for (let layer = cause; layer instanceof Error && lines.length < 8; layer = layer.cause) {
     const code = (layer as { code?: unknown }).code;
-    lines.push(`${layer.name}${typeof code === 'string' ? ` [${code}]` : ''}: ${layer.message}`);
+    const message = scrubPassword(layer.message, target);
+    lines.push(`${layer.name}${typeof code === 'string' ? ` [${code}]` : ''}: ${message}`);
   }
   return lines;
 }

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseDotenv } from 'dotenv';
 import { parseDuration } from './duration.js';
 import { configError } from './errors.js';
-import { MASK, secretForms } from './redact.js';
+import { MASK, quoteTyped } from './redact.js';
 
 /** Used when neither a flag, the environment nor `.env` names a server. */
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
@@ -109,9 +109,10 @@ export interface Config {
   dryRun: boolean;
   /** Whether the Redis check writes (and deletes) a short-lived key; off with `--no-write-probe`. */
   writeProbe: boolean;
+  /** Whether the report on stdout is coloured (see decideColor); stderr's lines never are. */
   color: boolean;
-  /** Every password bansho was given, in every form it may be printed in; output is scrubbed of them. */
-  secrets: string[];
+  /** Whether `--wait` redraws one progress line in place: stderr is a terminal that is not TERM=dumb. */
+  redrawProgress: boolean;
 }
 
 export interface ConfigInput {
@@ -122,6 +123,8 @@ export interface ConfigInput {
   fileEnv: Env;
   /** Whether stdout is a terminal: colour is only for people. */
   isTTY: boolean;
+  /** Whether stderr is a terminal, where `--wait` may redraw its progress line; default false. */
+  isStderrTTY?: boolean;
 }
 
 export interface Needs {
@@ -153,7 +156,6 @@ export function loadConfig(input: ConfigInput, needs: Needs): Config {
 
   if (options.json && options.quiet) throw configError('--json and --quiet cannot be used together');
 
-  const secrets: string[] = [];
   const config: Config = {
     timeoutMs:
       options.timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration(options.timeout, '--timeout'),
@@ -164,27 +166,38 @@ export function loadConfig(input: ConfigInput, needs: Needs): Config {
     strict: options.strict === true,
     dryRun: options.dryRun === true,
     writeProbe: options.writeProbe !== false,
-    color: input.isTTY && !isSet(env.NO_COLOR) && env.TERM !== 'dumb',
-    secrets,
+    color: decideColor(env, input.isTTY),
+    redrawProgress: input.isStderrTTY === true && env.TERM !== 'dumb',
   };
   if (options.wait !== undefined) config.waitMs = parseDuration(options.wait, '--wait');
   else if (options.interval !== undefined) throw configError('--interval only makes sense with --wait');
 
   if (needs.redis) {
     config.redis = parseRedisTarget(pick(options.redisUrl, '--redis-url', 'REDIS_URL', DEFAULT_REDIS_URL));
-    secrets.push(...secretForms(config.redis.password));
   }
   if (needs.postgres) {
     config.postgres = parsePostgresDsn(
       pick(options.postgresDsn, '--postgres-dsn', 'POSTGRES_DSN', DEFAULT_POSTGRES_DSN),
     );
-    secrets.push(...secretForms(config.postgres.password));
   }
   return config;
 }
 
 function isSet(value: string | undefined): boolean {
   return value !== undefined && value !== '';
+}
+
+/**
+ * Colour as chalk decides it, with NO_COLOR first: NO_COLOR set (not empty) turns it off;
+ * FORCE_COLOR `0` or `false` turns it off, and `1`-`3`, `true` or empty turns it on, on a pipe
+ * too; otherwise colour is for a terminal that is not TERM=dumb.
+ */
+function decideColor(env: Env, isTTY: boolean): boolean {
+  if (isSet(env.NO_COLOR)) return false;
+  const force = env.FORCE_COLOR;
+  if (force === '0' || force === 'false') return false;
+  if (force === '' || force === 'true' || /^[1-9]\d*$/.test(force ?? '')) return true;
+  return isTTY && env.TERM !== 'dumb';
 }
 
 /**
@@ -202,9 +215,23 @@ function parseUrl(setting: Setting, shape: string, schemes: readonly string[]): 
   const scheme = url.protocol.slice(0, -1);
   if (!schemes.includes(scheme)) {
     const expected = schemes.map((name) => `${name}://`).join(' or ');
+    // Without `://` the "scheme" is whatever came before the first colon: a user name, or worse.
+    if (!setting.value.trim().toLowerCase().startsWith(`${scheme}://`))
+      throw configError(`${setting.source} does not start with ${expected}`);
     throw configError(`${setting.source} has unsupported scheme "${scheme}": use ${expected}`);
   }
+  if (`${url.pathname}${url.search}${url.hash}`.includes('@')) throw atAfterHost(setting);
   return url;
+}
+
+/**
+ * The userinfo ends at the first `/`, `?` or `#`: an `@` after the host means a password holding
+ * one of them unencoded, the rest of which would be taken as a path or parameter, and shown.
+ */
+function atAfterHost(setting: Setting): Error {
+  return configError(
+    `${setting.source} has an "@" after its host: in a password, percent-encode "/", "?" and "#" (%2F, %3F, %23)`,
+  );
 }
 
 function parsePort(url: URL, setting: Setting, fallback: number): number {
@@ -280,8 +307,9 @@ export function parseRedisTarget(setting: Setting): RedisTarget {
 
 /** "user:***@", ":***@", "user@" or "": how a Redis URL's credentials are shown. */
 function redisUserinfo(username: string | undefined, password: string | undefined): string {
-  if (password !== undefined) return `${username ?? ''}:${MASK}@`;
-  return username ? `${username}@` : '';
+  const user = encodeURIComponent(username ?? '');
+  if (password !== undefined) return `${user}:${MASK}@`;
+  return user ? `${user}@` : '';
 }
 
 const SENTINEL_SHAPE = 'redis+sentinel://[[user]:password@]host:port[,host:port…]/master-name';
@@ -290,6 +318,7 @@ function parseSentinelUrl(setting: Setting): RedisTarget {
   const match = /^(rediss?)\+sentinel:\/\/(?:([^/?#@]*)@)?([^/?#@]*)(\/[^?#]*)?$/i.exec(setting.value.trim());
   if (!match) throw configError(`${setting.source} is not a valid sentinel URL: expected ${SENTINEL_SHAPE}`);
   const [, scheme = 'redis', userinfo = '', list = '', path = ''] = match;
+  if (path.includes('@')) throw atAfterHost(setting);
   const masterName = decodePart(path.replace(/^\//, ''), 'master name', setting);
   if (masterName === '' || masterName.includes('/')) {
     throw configError(`${setting.source} names no master: expected ${SENTINEL_SHAPE}`);
@@ -324,11 +353,13 @@ export function parseRedisUrl(setting: Setting): RedisTarget {
   const port = parsePort(url, setting, 6379);
   const path = url.pathname.replace(/^\//, '');
   if (path !== '' && !/^\d{1,9}$/.test(path)) {
-    throw configError(`${setting.source} has path "/${path}": expected a database number such as /0`);
+    throw configError(
+      `${setting.source} has path ${quoteTyped(`/${path}`)}: expected a database number such as /0`,
+    );
   }
   const firstParam = [...url.searchParams.keys()][0];
   if (firstParam !== undefined) {
-    throw configError(`${setting.source} has unsupported query parameter "${firstParam}"`);
+    throw configError(`${setting.source} has unsupported query parameter ${quoteTyped(firstParam)}`);
   }
   const username = url.username === '' ? undefined : decodePart(url.username, 'user name', setting);
   const password = url.password === '' ? undefined : decodePart(url.password, 'password', setting);
@@ -391,14 +422,14 @@ export function parsePostgresDsn(setting: Setting): PostgresTarget {
   for (const key of url.searchParams.keys()) {
     if (!POSTGRES_PARAMS.includes(key)) {
       throw configError(
-        `${setting.source} has unsupported query parameter "${key}" (supported: ${POSTGRES_PARAMS.join(', ')})`,
+        `${setting.source} has unsupported query parameter ${quoteTyped(key)} (supported: ${POSTGRES_PARAMS.join(', ')})`,
       );
     }
   }
   const requestedMode = url.searchParams.get('sslmode') ?? 'prefer';
   if (!SSL_MODES.includes(requestedMode as SslMode)) {
     throw configError(
-      `${setting.source} has sslmode "${requestedMode}": expected one of ${SSL_MODES.join(', ')}`,
+      `${setting.source} has sslmode ${quoteTyped(requestedMode)}: expected one of ${SSL_MODES.join(', ')}`,
     );
   }
   const sslRootCert = url.searchParams.get('sslrootcert') || undefined;
@@ -408,13 +439,13 @@ export function parsePostgresDsn(setting: Setting): PostgresTarget {
   const password = url.password === '' ? undefined : decodePart(url.password, 'password', setting);
   const path = decodePart(url.pathname.replace(/^\//, ''), 'database name', setting);
   if (path.includes('/'))
-    throw configError(`${setting.source} has path "/${path}": expected one database name`);
+    throw configError(`${setting.source} has path ${quoteTyped(`/${path}`)}: expected one database name`);
   const database = path === '' ? username : path;
   const applicationName = url.searchParams.get('application_name') || 'bansho';
   const sessionAttrs = url.searchParams.get('target_session_attrs') ?? undefined;
   if (sessionAttrs !== undefined && !SESSION_ATTRS.includes(sessionAttrs as TargetSessionAttrs)) {
     throw configError(
-      `${setting.source} has target_session_attrs "${sessionAttrs}": expected one of ${SESSION_ATTRS.join(', ')}`,
+      `${setting.source} has target_session_attrs ${quoteTyped(sessionAttrs)}: expected one of ${SESSION_ATTRS.join(', ')}`,
     );
   }
 
@@ -452,7 +483,7 @@ export function readEnvFile(explicitPath: string | undefined, cwd: string): Env 
   } catch (error) {
     if (explicitPath === undefined && (error as NodeJS.ErrnoException).code === 'ENOENT') return {};
     throw configError(
-      `--env-file ${JSON.stringify(path)} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      `--env-file ${quoteTyped(path)} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
     );
   }
   return parseDotenv(text);
@@ -466,12 +497,12 @@ export function readConfigFiles(config: Config): void {
     target.caPem = readFileSync(target.sslRootCert, 'utf8');
   } catch (error) {
     throw configError(
-      `POSTGRES_DSN's sslrootcert ${JSON.stringify(target.sslRootCert)} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      `POSTGRES_DSN's sslrootcert ${quoteTyped(target.sslRootCert)} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
     );
   }
   if (!target.caPem.includes('-----BEGIN CERTIFICATE-----')) {
     throw configError(
-      `POSTGRES_DSN's sslrootcert ${JSON.stringify(target.sslRootCert)} holds no PEM certificate`,
+      `POSTGRES_DSN's sslrootcert ${quoteTyped(target.sslRootCert)} holds no PEM certificate`,
     );
   }
 }

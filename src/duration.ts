@@ -10,12 +10,14 @@ const MAX_DURATION_MS = 24 * UNIT_MS.h;
  */
 export function parseDuration(text: string, name: string): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$/.exec(text);
-  if (!match) {
+  // What was typed is not echoed unless it is a duration: with arguments shifted, it may be a URL.
+  if (!match && /^\s*\d+(\.\d+)?\s*$/.test(text)) {
     throw configError(
-      `${name} must be a duration such as 500ms, 2s or 1m (got ${JSON.stringify(text)})`,
-      'units: ms, s, m, h',
+      `${name} needs a unit: a bare number could mean seconds or milliseconds`,
+      'write it as 500ms, 2s or 1m (units: ms, s, m, h)',
     );
   }
+  if (!match) throw configError(`${name} must be a duration such as 500ms, 2s or 1m`, 'units: ms, s, m, h');
   const [, amount, unit] = match as unknown as [string, string, keyof typeof UNIT_MS];
   const ms = Number(amount) * UNIT_MS[unit];
   if (ms <= 0) throw configError(`${name} must be greater than zero (got ${JSON.stringify(text)})`);

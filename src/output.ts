@@ -1,16 +1,16 @@
 import { Chalk, type ChalkInstance } from 'chalk';
 import type { CheckDetail, CheckError, CheckResult, CheckStatus, Report } from './checks.js';
 import { formatDuration } from './duration.js';
-import { redactUrls, scrubSecrets } from './redact.js';
 
 /**
- * Writes reports and errors to stdout and stderr. Everything passes through `redactUrls` and
- * `scrubSecrets` on its way out, so a password quoted by a driver in some unforeseen form is still masked.
+ * Writes reports and errors to stdout and stderr. Nothing here masks text: targets are rendered
+ * from their parsed URLs with the password masked, and messages are built without secrets, so
+ * the output is exactly what was built (valid JSON whatever the password).
  */
 export interface Output {
   /** The report: human lines, or exactly one JSON document, or nothing with --quiet. */
   report(report: Report): void;
-  /** A failure of the invocation itself (exit 2), in one line on stderr. */
+  /** A failure of the invocation itself (exit 2), in one line on stderr, --quiet or not. */
   usageError(error: CheckError): void;
   /** Progress of `--wait`: an updating line on a terminal, a line per attempt in logs. */
   progress(line: string): void;
@@ -21,20 +21,20 @@ export interface Output {
 export interface OutputOptions {
   mode: 'human' | 'json' | 'quiet';
   color: boolean;
+  /** Redraw the `--wait` progress line in place (a terminal); otherwise a line per attempt, as in logs. */
+  redrawProgress: boolean;
   verbose: boolean;
-  secrets: readonly string[];
   stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WritableStream;
 }
 
 const STATUS_WORDS: Record<CheckStatus, string> = { pass: 'PASS', warn: 'WARN', fail: 'FAIL' };
 
 export function createOutput(options: OutputOptions): Output {
   const paint = new Chalk({ level: options.color ? 1 : 0 });
-  const write = (stream: NodeJS.WritableStream, text: string) =>
-    stream.write(scrubSecrets(redactUrls(text), options.secrets));
+  const write = (stream: NodeJS.WritableStream, text: string) => stream.write(text);
   let progressOpen = false;
-  const updating = options.stderr.isTTY === true;
+  const updating = options.redrawProgress;
 
   return {
     report(report) {
@@ -49,7 +49,8 @@ export function createOutput(options: OutputOptions): Output {
       if (options.mode === 'json') {
         write(options.stdout, `${JSON.stringify({ status: 'fail', error })}\n`);
       }
-      if (options.mode !== 'quiet') write(options.stderr, `bansho: ${error.message}\n`);
+      // Even with --quiet, as commander's own usage errors: a healthcheck that can never pass says why.
+      write(options.stderr, `bansho: ${error.message}\n`);
     },
     progress(line) {
       if (options.mode === 'quiet') return;
@@ -89,15 +90,20 @@ function renderHuman(report: Report, paint: ChalkInstance, verbose: boolean): st
     lines.push(...renderDetails(check.details ?? [], indent, paint));
     for (const item of check.pending ?? []) lines.push(`${indent}${paint.dim(`pending: ${item}`)}`);
   }
-  if (report.changes) {
-    if (report.changes.length === 0 && report.status !== 'fail')
-      lines.push('schema is up to date: nothing to change');
-    for (const change of report.changes) {
-      // A dry run prints the plan as SQL that could be reviewed, or run by hand.
-      if (report.dryRun) lines.push(`-- ${change.action} ${change.object}`, `${change.sql};`);
-      else lines.push(`${paint.green('done')}  ${change.action} ${change.object}`);
-    }
+  if (report.changes?.length === 0 && report.status !== 'fail')
+    lines.push('schema is up to date: nothing to change');
+  if (report.dryRun) {
+    // The plan is a script psql runs as it is (`> plan.sql && psql -f plan.sql`): the report
+    // above it becomes SQL comments, so that the file still says what it was planned against.
+    const comments = lines.flatMap((line) => line.split('\n')).map((line) => `-- ${line}`);
+    const plan = (report.changes ?? []).flatMap((change) => [
+      `-- ${change.action} ${change.object}`,
+      `${change.sql};`,
+    ]);
+    return `${[...comments, ...plan].join('\n')}\n`;
   }
+  for (const change of report.changes ?? [])
+    lines.push(`${paint.green('done')}  ${change.action} ${change.object}`);
   return `${lines.join('\n')}\n`;
 }
 

@@ -28,7 +28,7 @@ function required<T>(value: T | undefined, name: string): T {
 export async function redisCheck(config: Config, signal: AbortSignal): Promise<CheckResult> {
   const target = required(config.redis, 'redis');
   const checkOptions = { timeoutMs: config.timeoutMs, signal, write: config.writeProbe };
-  return runCheck(target.display, async () => {
+  return runCheck(target, async () => {
     const { checkRedisTarget } = await import('./storage/redis-topology.js');
     const probe = await checkRedisTarget(target, checkOptions);
     return {
@@ -49,7 +49,7 @@ function describeTopology(topology: RedisTopology): string {
 export async function postgresCheck(config: Config, signal: AbortSignal): Promise<CheckResult> {
   const target = required(config.postgres, 'postgres');
   const { checkPostgres } = await import('./storage/postgres.js');
-  return runCheck(target.display, async () => {
+  return runCheck(target, async () => {
     const probe = await checkPostgres(target, { timeoutMs: config.timeoutMs, signal });
     return {
       version: `PostgreSQL ${probe.version}`,
@@ -82,7 +82,7 @@ export async function postgresAndSchemaChecks(
   let schema: CheckResult | undefined;
   // Both checks count from the start of the session they share: each needed the connection.
   const start = performance.now();
-  const postgres = await runCheck(target.display, async () => {
+  const postgres = await runCheck(target, async () => {
     let serverMs = 0;
     const probe = await withPostgres(target, { timeoutMs: config.timeoutMs, signal }, (sql, race, session) =>
       // One transaction, so that the server bounds its waits (boundTransaction).
@@ -92,7 +92,7 @@ export async function postgresAndSchemaChecks(
           const findings = await classified(probePostgres(tx));
           serverMs = performance.now() - start;
           schema = await runCheck(
-            target.display,
+            target,
             async () => ({
               // In a savepoint: a failed read (a privilege, say) must not abort the transaction
               // the PostgreSQL check's findings came from.

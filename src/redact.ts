@@ -15,38 +15,46 @@ export function redactUrl(text: string): string {
 }
 
 /**
- * Masks the password of every URL inside free text, such as commander's
- * "unknown option '--redis-url=redis://:pw@host'", where no parsed URL is at hand.
+ * A value the user typed, quoted for a message with anything that may be credentials removed:
+ * everything before its last `@` (a URL's userinfo, or `user:password@host` typed without a
+ * scheme). A typed value is quoted only through here.
  */
-export function redactUrls(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:@/'"]*:)[^\s'"]*@/gi, `$1${MASK}@`);
+export function quoteTyped(text: string): string {
+  const at = text.lastIndexOf('@');
+  if (at === -1) return JSON.stringify(text);
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(text)?.[0] ?? '';
+  return JSON.stringify(`${scheme}${MASK}${text.slice(at)}`);
 }
 
+/** Characters that end a token of a driver's message: a password is masked where it is a whole token. */
+const DELIMITER = String.raw`\s'"\x60()\[\]{}<>,;:=@/?#&`;
+
 /**
- * Replaces every known secret in `text` with the mask: the last line of defence for
- * messages written by drivers, which may quote a password in ways no URL rule foresees.
+ * Masks every known secret in `text`, a driver's or server's own words (an error reply, a
+ * socket error), before it is put into a message: they may quote what bansho sent, the
+ * password included. Only whole tokens are masked, so that a password such as `a` or `fail`
+ * leaves "failed" and "a primary"... as they are; never apply this to bansho's own words.
  */
 export function scrubSecrets(text: string, secrets: readonly string[]): string {
   let result = text;
   for (const secret of secrets) {
     if (secret.length === 0) continue;
-    result = result.split(secret).join(MASK);
+    const escaped = secret.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&');
+    result = result.replace(new RegExp(`(?<=^|[${DELIMITER}])${escaped}(?=$|[${DELIMITER}])`, 'g'), MASK);
   }
   return result;
 }
 
 /**
- * The forms in which a password from a URL may appear in text: as typed, decoded, encoded,
- * and escaped inside a JSON string (a quote or backslash in it).
+ * The forms in which a password may appear in a driver's text: as bansho sent it, and
+ * percent-encoded as in a URL. Longest first, so that a form containing another is masked whole.
  */
 export function secretForms(password: string | undefined): string[] {
   if (!password) return [];
-  const forms = new Set([password, encodeURIComponent(password), JSON.stringify(password).slice(1, -1)]);
-  try {
-    forms.add(decodeURIComponent(password));
-  } catch {
-    // Not valid percent-encoding: the raw form above is all there is.
-  }
-  // Longest first, so that a form containing another is masked whole.
-  return [...forms].sort((a, b) => b.length - a.length);
+  return [...new Set([password, encodeURIComponent(password)])].sort((a, b) => b.length - a.length);
+}
+
+/** Masks the password of `target` in a driver's or server's text (see scrubSecrets). */
+export function scrubPassword(text: string, target: { password?: string | undefined }): string {
+  return scrubSecrets(text, secretForms(target.password));
 }

@@ -35,7 +35,13 @@ export async function runCommand(
   try {
     const fileEnv = readEnvFile(options.envFile, context.cwd);
     config = loadConfig(
-      { options, env: context.env, fileEnv, isTTY: context.stdout.isTTY === true },
+      {
+        options,
+        env: context.env,
+        fileEnv,
+        isTTY: context.stdout.isTTY === true,
+        isStderrTTY: context.stderr.isTTY === true,
+      },
       command.needs,
     );
     readConfigFiles(config);
@@ -77,8 +83,8 @@ function reportUsageError(error: unknown, options: CliOptions, context: RunConte
   const output = createOutput({
     mode: options.json ? 'json' : options.quiet ? 'quiet' : 'human',
     color: false,
+    redrawProgress: false,
     verbose: false,
-    secrets: [],
     stdout: context.stdout,
     stderr: context.stderr,
   });

@@ -5,13 +5,22 @@
  * schema versions. Every "nothing changed" is checked against a snapshot of the catalog.
  */
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { closePostgres, createPostgresPool, type Sql } from '../src/index.js';
 import { refuseServer } from '../src/schema/ensure.js';
 import { judgePostgres, type PostgresFacts } from '../src/sub-checks/postgres.js';
-import { assertExit, type CliResult, parseJson, runCli } from './support/cli.js';
+import { assertExit, type CliResult, emptyDir, parseJson, runCli } from './support/cli.js';
 import { ALL_CHANGES, described } from './support/schema.js';
-import { type PostgresEndpoint, type RedisEndpoint, usePostgres, useRedis } from './support/servers.js';
+import {
+  type PostgresEndpoint,
+  pgBinary,
+  type RedisEndpoint,
+  run,
+  usePostgres,
+  useRedis,
+} from './support/servers.js';
 
 let pg: PostgresEndpoint;
 let redis: RedisEndpoint;
@@ -429,7 +438,8 @@ describe('--dry-run', { concurrency: true }, () => {
     const human = await ensure(pg.dsn(name), '--dry-run');
     assertExit(human, 0);
     const lines = human.stdout.trimEnd().split('\n');
-    assert.match(lines[0] ?? '', /^PASS\s+schema\s.*6 changes planned \(dry run: nothing changed\)$/);
+    // The report is an SQL comment above the plan, so that stdout is a script psql runs as it is.
+    assert.match(lines[0] ?? '', /^-- PASS\s+schema\s.*6 changes planned \(dry run: nothing changed\)$/);
     assert.equal(lines[1], '-- create table api_keys');
     assert.equal(lines[2], 'CREATE TABLE api_keys (');
     assert.ok(
@@ -452,13 +462,19 @@ describe('--dry-run', { concurrency: true }, () => {
     assert.equal(await snapshot(name), before);
   });
 
-  test('the printed plan, run by psql, gives the schema ensure-schema would have made', async () => {
+  test('`--dry-run > plan.sql && psql -v ON_ERROR_STOP=1 -f plan.sql` gives the schema a real run makes', async () => {
     const name = await pg.createDatabase('es_dry_apply');
     const plan = await ensure(pg.dsn(name), '--dry-run');
     assertExit(plan, 0);
-    await pg.query(plan.stdout.split('\n').slice(1).join('\n'), name);
+    const file = join(emptyDir(), 'plan.sql');
+    await writeFile(file, plan.stdout);
+    // stdout as it is, status line included: psql must run it to the end without an error.
+    await run(await pgBinary('psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', pg.dsn(name), '-f', file]);
     const reference = (await ensuredDatabase('es_dry_ref')).name;
     assert.equal(await snapshot(name), await snapshot(reference));
+    const after = await ensure(pg.dsn(name), '--json');
+    assertExit(after, 0);
+    assert.deepEqual(parseJson(after).changes, []);
   });
 
   test('with drift it fails like a real run, and changes nothing', async () => {
@@ -468,6 +484,12 @@ describe('--dry-run', { concurrency: true }, () => {
     const result = await ensure(dsn, '--dry-run', '--json');
     assertExit(result, 1);
     assert.equal(parseJson(result).checks.schema?.error?.code, 'schema_mismatch');
+    // The human report of a failed dry run is comments only: run by psql, it does nothing.
+    const human = await ensure(dsn, '--dry-run');
+    assertExit(human, 1);
+    const lines = human.stdout.trimEnd().split('\n');
+    assert.ok(lines.length >= 3 && lines.every((line) => line.startsWith('-- ')), human.stdout);
+    assert.match(human.stdout, /^-- FAIL {2}schema .*schema_mismatch/);
     assert.equal(await snapshot(name), before);
   });
 

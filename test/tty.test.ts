@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { dirname } from 'node:path';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { BIN, emptyDir } from './support/cli.js';
+import { BIN, emptyDir, runCli } from './support/cli.js';
 import { freePort } from './support/servers.js';
 
 const run = promisify(execFile);
@@ -60,5 +60,64 @@ describe('on a terminal', () => {
     assert.equal(plain.code, 1);
     assert.ok(!plain.output.includes(ESC), JSON.stringify(plain.output));
     assert.match(plain.output, /^FAIL {2}redis/m);
+  });
+
+  test('FORCE_COLOR=0 or false turns colour off on a terminal', async () => {
+    const port = await freePort();
+    const args = ['ping-redis', '--redis-url', `redis://127.0.0.1:${port}`];
+    for (const value of ['0', 'false']) {
+      const plain = await onTerminal(args, { FORCE_COLOR: value });
+      assert.equal(plain.code, 1, plain.output);
+      assert.ok(!plain.output.includes(ESC), `FORCE_COLOR=${value}: ${JSON.stringify(plain.output)}`);
+      assert.match(plain.output, /^FAIL {2}redis/m);
+    }
+  });
+
+  test('under TERM=dumb, --wait writes one plain line per attempt, as in logs, and no colour', async () => {
+    const port = await freePort();
+    const { output, code } = await onTerminal(
+      ['ping-redis', '--redis-url', `redis://127.0.0.1:${port}`, '--wait', '1500ms'],
+      { TERM: 'dumb' },
+    );
+    assert.equal(code, 1, output);
+    assert.ok(!output.includes(ESC), JSON.stringify(output));
+    assert.ok(!output.includes('\r\r'), JSON.stringify(output));
+    const attempts = output
+      .split('\n')
+      .filter((line) => /^attempt \d+: redis fail \(connection_refused\)/.test(line));
+    assert.ok(attempts.length >= 2, JSON.stringify(output));
+    assert.match(output, /^FAIL {2}redis/m);
+  });
+});
+
+describe('on a pipe', () => {
+  const failing = async () => ['ping-redis', '--redis-url', `redis://127.0.0.1:${await freePort()}`];
+
+  test('FORCE_COLOR=1, 2, 3 or true colours the report; stderr stays plain', async () => {
+    for (const value of ['1', '2', '3', 'true']) {
+      const result = await runCli([...(await failing()), '--wait', '600ms', '--interval', '100ms'], {
+        env: { FORCE_COLOR: value },
+      });
+      assert.equal(result.code, 1, result.stderr);
+      assert.ok(
+        result.stdout.includes(`${ESC}[31mFAIL${ESC}[39m`),
+        `FORCE_COLOR=${value}: ${JSON.stringify(result.stdout)}`,
+      );
+      assert.match(result.stderr, /^attempt 1: /);
+      assert.ok(!result.stderr.includes(ESC), JSON.stringify(result.stderr));
+    }
+  });
+
+  test('NO_COLOR wins over FORCE_COLOR', async () => {
+    const result = await runCli(await failing(), { env: { FORCE_COLOR: '1', NO_COLOR: '1' } });
+    assert.equal(result.code, 1, result.stderr);
+    assert.ok(!result.stdout.includes(ESC), JSON.stringify(result.stdout));
+    assert.match(result.stdout, /^FAIL {2}redis/);
+  });
+
+  test('a usage error is plain, with FORCE_COLOR too', async () => {
+    const result = await runCli(['ping-redis', '--timeout', 'soon'], { env: { FORCE_COLOR: '1' } });
+    assert.equal(result.code, 2);
+    assert.equal(result.stderr, 'bansho: --timeout must be a duration such as 500ms, 2s or 1m\n');
   });
 });

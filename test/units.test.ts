@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { summarize } from '../src/checks.js';
 import { formatDuration, parseDuration } from '../src/duration.js';
 import { BanshoError, hintFor } from '../src/errors.js';
-import { MASK, redactUrl, scrubSecrets, secretForms } from '../src/redact.js';
+import { MASK, quoteTyped, redactUrl, scrubSecrets, secretForms } from '../src/redact.js';
 import { backoffDelay, MAX_BACKOFF_MS } from '../src/wait.js';
 
 describe('parseDuration', () => {
@@ -26,6 +26,20 @@ describe('parseDuration', () => {
       );
     });
   }
+  test('echoes nothing that is not a duration: with arguments shifted, it may be a URL', () => {
+    const message = (text: string) => {
+      try {
+        parseDuration(text, '--timeout');
+      } catch (error) {
+        return (error as Error).message;
+      }
+      return 'no error';
+    };
+    assert.equal(message("redis://:it's@h"), '--timeout must be a duration such as 500ms, 2s or 1m');
+    assert.equal(message('hunter2'), '--timeout must be a duration such as 500ms, 2s or 1m');
+    assert.equal(message('5'), '--timeout needs a unit: a bare number could mean seconds or milliseconds');
+    assert.equal(message('0s'), '--timeout must be greater than zero (got "0s")');
+  });
   test('formats for people', () => {
     assert.equal(formatDuration(800), '800ms');
     assert.equal(formatDuration(2000), '2s');
@@ -51,13 +65,28 @@ describe('redaction', () => {
     assert.equal(scrubSecrets('a p%40ss b p@ss c', forms), `a ${MASK} b ${MASK} c`);
     assert.equal(scrubSecrets('nothing here', []), 'nothing here');
   });
-  test('scrubSecrets masks a password escaped inside JSON', () => {
-    const password = 'zq"xv\\kj';
-    const json = JSON.stringify({ message: `login with ${password} failed` });
-    assert.ok(
-      !/zq|kj/.test(scrubSecrets(json, secretForms(password))),
-      scrubSecrets(json, secretForms(password)),
+  test('scrubSecrets masks a password where it is a whole token of the text, quoted or not', () => {
+    const reply = (password: string) =>
+      `ERR unknown command 'HELLO', with args beginning with: '3' 'AUTH' 'u' '${password}' `;
+    for (const password of ["it's", 'two words', 'back\\slash', 'fail', '.', ':', 'a', '%41']) {
+      assert.equal(scrubSecrets(reply(password), secretForms(password)), reply(MASK), password);
+    }
+    assert.equal(
+      scrubSecrets('redis://:s3cret@h failed', secretForms('s3cret')),
+      `redis://:${MASK}@h failed`,
     );
+  });
+  test('scrubSecrets leaves a word that only contains the password as it is', () => {
+    const text =
+      'FATAL 28P01: password authentication failed for user "app"; WRONGPASS invalid pair, 127.0.0.1:6379.';
+    for (const password of ['fail', 'pass', 'a', '.', ':', 'auth', 'WRONG']) {
+      assert.equal(scrubSecrets(text, secretForms(password)), text, password);
+    }
+  });
+  test('quoteTyped quotes a typed value with everything before its last "@" removed', () => {
+    assert.equal(quoteTyped("redis://:it's@h@127.0.0.1:1"), `"redis://${MASK}@127.0.0.1:1"`);
+    assert.equal(quoteTyped('user:pw@host'), `"${MASK}@host"`);
+    assert.equal(quoteTyped('/etc/bansho/.env'), '"/etc/bansho/.env"');
   });
 });
 

@@ -7,8 +7,8 @@ export interface BanshoCommand {
   summary: string;
   /** Which servers it talks to: only their settings are required and validated. */
   needs: Needs;
-  /** Whether `--strict` (warnings fail) means anything for it. */
-  hasWarnings?: boolean;
+  /** What makes it warn, in the words of its `--strict` help; absent for a command that never warns. */
+  warnings?: string;
   /** Flags of this command alone, as commander takes them: [flags, description]. */
   flags?: readonly (readonly [string, string])[];
   /** Runs every check once, each within `config.timeoutMs`; never throws for a failed check. */

@@ -14,7 +14,7 @@ export const ensureSchemaCommand: BanshoCommand = {
     const { ensureSchemaOn } = await import('../schema/ensure.js');
     const { dryRun } = config;
     let changes: SchemaChange[] = [];
-    const schema = await runCheck(target.display, async () => {
+    const schema = await runCheck(target, async () => {
       const result = await ensureSchemaOn(target, { timeoutMs: config.timeoutMs, signal, dryRun });
       changes = result.changes;
       const host = result.host ? { host: result.host } : {};

@@ -6,7 +6,7 @@ export const pingPostgresCommand: BanshoCommand = {
   name: 'ping-postgres',
   summary:
     'connect to PostgreSQL, check what the gateway needs (a writable primary, privileges); report latency and version',
-  hasWarnings: true,
+  warnings: 'connection slots nearly used up, clock skew, a database not in UTF8',
   needs: { redis: false, postgres: true },
   async run(config, signal) {
     const checks = { postgres: await postgresCheck(config, signal) };

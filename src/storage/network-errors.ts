@@ -1,4 +1,5 @@
 import { BanshoError, type Service } from '../errors.js';
+import { scrubPassword } from '../redact.js';
 
 /** Errors from Node's net, dns and tls layers that both drivers pass through. */
 interface SystemErrorLike {
@@ -26,11 +27,13 @@ const TLS_CODE =
 /**
  * Classifies a failure of the socket itself (refused, unresolvable host, TLS handshake),
  * which looks the same whichever driver made the socket. Returns undefined for anything else.
+ * `target`'s password is masked in the socket's own words, when they are quoted.
  */
 export function classifyNetworkError(
   error: unknown,
   service: Service,
   where: string,
+  target: { password?: string | undefined } = {},
 ): BanshoError | undefined {
   for (const layer of errorChain(error)) {
     const code = typeof layer.code === 'string' ? layer.code : '';
@@ -46,7 +49,7 @@ export function classifyNetworkError(
       return make('connection_refused', `${where} is unreachable (${code})`);
     }
     if (TLS_CODE.test(code) || (/^(EPROTO|ECONNRESET)$/.test(code) && /ssl|tls/i.test(message))) {
-      return make('tls', `TLS handshake with ${where} failed: ${message || code}`);
+      return make('tls', `TLS handshake with ${where} failed: ${scrubPassword(message || code, target)}`);
     }
   }
   return undefined;

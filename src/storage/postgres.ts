@@ -13,6 +13,7 @@ import {
 } from '../config.js';
 import { startDeadline } from '../deadline.js';
 import { BanshoError, type FailureCode } from '../errors.js';
+import { scrubPassword } from '../redact.js';
 import { throwOnFailedDetail } from '../sub-checks/detail.js';
 import { probePostgres } from '../sub-checks/postgres.js';
 import { classifyNetworkError, errorChain } from './network-errors.js';
@@ -241,7 +242,7 @@ export async function withPostgres<T>(
       Object.assign(socket, { host: next.host });
       sockets.add(socket);
       socket.once('error', (error: NodeJS.ErrnoException) =>
-        outcomes.push(`${name}: ${error.code ?? error.message}`),
+        outcomes.push(`${name}: ${error.code ?? scrubPassword(error.message, target)}`),
       );
       socket.once('close', () => {
         sockets.delete(socket);
@@ -417,14 +418,15 @@ export function classifyPostgresError(error: unknown, target: PostgresTarget): B
   const layers = errorChain(error) as PostgresErrorLike[];
   for (const layer of layers) {
     if (layer.name === 'PostgresError' && typeof layer.code === 'string') {
-      const message = `${String(layer.severity ?? 'ERROR')} ${layer.code}: ${String(layer.message)}`;
+      const text = scrubPassword(String(layer.message), target);
+      const message = `${String(layer.severity ?? 'ERROR')} ${layer.code}: ${text}`;
       return make(SQLSTATE_CODES[layer.code] ?? 'server_error', message);
     }
   }
-  const network = classifyNetworkError(error, 'postgres', where);
+  const network = classifyNetworkError(error, 'postgres', where, target);
   if (network) return network;
   const codes = layers.map((layer) => (typeof layer.code === 'string' ? layer.code : ''));
-  const first = String(layers[0]?.message ?? error);
+  const first = scrubPassword(String(layers[0]?.message ?? error), target);
   if (codes.includes('CONNECT_TIMEOUT')) return make('timeout', `connecting to ${where} timed out`);
   if (/does not support SSL/i.test(first))
     return make('tls', `${where} does not accept TLS, but sslmode requires it`);

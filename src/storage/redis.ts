@@ -14,6 +14,7 @@ import type { CheckDetail } from '../checks.js';
 import { DEFAULT_REDIS_URL, type Env, parseRedisTarget, type RedisTarget } from '../config.js';
 import { startDeadline } from '../deadline.js';
 import { BanshoError } from '../errors.js';
+import { scrubPassword } from '../redact.js';
 import { MISCONF_HINT, probeRedis } from '../sub-checks/redis.js';
 import { classifyNetworkError, errorChain } from './network-errors.js';
 
@@ -175,9 +176,10 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
     probe.catch(() => {});
     const reply = await deadline.race(ping);
     if (reply !== 'PONG') {
+      const shown = scrubPassword(typeof reply === 'string' ? reply : String(JSON.stringify(reply)), target);
       throw new BanshoError(
         'protocol',
-        `expected PONG from ${target.display}, got ${JSON.stringify(reply)}`,
+        `expected PONG from ${target.display}, got ${JSON.stringify(shown)}`,
         {
           service: 'redis',
         },
@@ -219,7 +221,8 @@ export function classifyRedisError(error: unknown, target: RedisTarget): BanshoE
   const where = target.display;
   for (const layer of errorChain(error)) {
     if (layer instanceof ErrorReply) {
-      const reply = layer.message;
+      // The server's words: an error reply may quote the command it refused, password and all.
+      const reply = scrubPassword(layer.message, target);
       for (const [pattern, code, summary, hint] of REPLY_CODES) {
         if (pattern.test(reply))
           return new BanshoError(code, `${summary}: ${reply}`, { cause: error, service: 'redis', hint });
@@ -230,7 +233,7 @@ export function classifyRedisError(error: unknown, target: RedisTarget): BanshoE
       });
     }
   }
-  const network = classifyNetworkError(error, 'redis', where);
+  const network = classifyNetworkError(error, 'redis', where, target);
   if (network) return network;
   const layers = errorChain(error);
   // node-redis leaves `name` as "Error" on its own classes: only instanceof tells them apart.
@@ -248,7 +251,8 @@ export function classifyRedisError(error: unknown, target: RedisTarget): BanshoE
       service: 'redis',
     });
   }
-  return new BanshoError('unexpected', `Redis check failed: ${messages[0] || String(error)}`, {
+  const text = scrubPassword(messages[0] || String(error), target);
+  return new BanshoError('unexpected', `Redis check failed: ${text}`, {
     cause: error,
     service: 'redis',
   });
