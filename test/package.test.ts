@@ -1,12 +1,24 @@
 /**
- * The package as npm packs it: what the tarball holds. Slow: a pack builds.
+ * The package as npm packs and installs it: what the tarball holds, that installing it prints
+ * no warning about bansho's own scripts, and that its bin and its types work where users put
+ * them. Slow (a pack builds, a git URL install builds again in npm's clone): npm takes what it
+ * can from its cache.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { type PackedRepo, packRepo, ROOT } from './support/package.js';
-import { run } from './support/process.js';
+import {
+  copyWorkingTree,
+  installScriptWarnings,
+  npmOk,
+  type PackedRepo,
+  packRepo,
+  ROOT,
+} from './support/package.js';
+import { exec, makeTempDir, run } from './support/process.js';
+
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 /** The files a module pulls in through relative imports, requires and re-exports, itself included. */
 function importClosure(root: string, entry: string): string[] {
@@ -85,6 +97,23 @@ describe('npm pack', () => {
     );
   });
 
+  test("the tarball's package.json has no prepare script, and the packed folder's is the committed one again", async () => {
+    const manifest = await packedManifest(pack.tarball);
+    assert.equal(manifest.scripts.prepare, undefined);
+    assert.equal(manifest.name, 'bansho');
+    assert.equal(manifest.bin.bansho, 'bin/bansho');
+    // postpack put back the package.json that prepack took prepare out of.
+    assert.equal(
+      readFileSync(join(pack.tree, 'package.json'), 'utf8'),
+      readFileSync(join(ROOT, 'package.json'), 'utf8'),
+    );
+    assert.equal(existsSync(join(pack.tree, 'package.json.packing')), false);
+    assert.equal(
+      JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts.prepare,
+      'npm run build',
+    );
+  });
+
   test('exports ./package.json beside the library entry', async () => {
     const manifest = await packedManifest(pack.tarball);
     assert.equal(manifest.exports['./package.json'], './package.json');
@@ -96,5 +125,86 @@ describe('npm pack', () => {
     assert.equal(manifest.license, 'MIT');
     const { stdout } = await run('tar', ['-xOzf', pack.tarball, 'package/LICENSE']);
     assert.match(stdout, /^MIT License\n\nCopyright \(c\) \d{4} bansho contributors\n/);
+  });
+});
+
+describe('scripts/strip-prepare.mjs', () => {
+  test('refuses to strip twice, keeps the committed package.json in package.json.packing, and restores it', async () => {
+    const tree = await copyWorkingTree();
+    const committed = readFileSync(join(tree, 'package.json'), 'utf8');
+    const strip = () => exec(process.execPath, ['scripts/strip-prepare.mjs', 'strip'], { cwd: tree });
+    assert.equal((await strip()).code, 0);
+    assert.equal(JSON.parse(readFileSync(join(tree, 'package.json'), 'utf8')).scripts.prepare, undefined);
+    // A pack that stopped before postpack: the next one must not take the stripped file as committed.
+    const again = await strip();
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /package\.json\.packing exists.*mv package\.json\.packing package\.json/);
+    assert.equal(readFileSync(join(tree, 'package.json.packing'), 'utf8'), committed);
+    await run(process.execPath, ['scripts/strip-prepare.mjs', 'restore'], { cwd: tree });
+    assert.equal(readFileSync(join(tree, 'package.json'), 'utf8'), committed);
+    assert.equal(existsSync(join(tree, 'package.json.packing')), false);
+  });
+
+  test('restore without a saved package.json fails and changes nothing', async () => {
+    const tree = await copyWorkingTree();
+    const committed = readFileSync(join(tree, 'package.json'), 'utf8');
+    const result = await exec(process.execPath, ['scripts/strip-prepare.mjs', 'restore'], { cwd: tree });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /package\.json\.packing is missing/);
+    assert.equal(readFileSync(join(tree, 'package.json'), 'utf8'), committed);
+  });
+});
+
+/** A fresh project folder with a package.json of its own. */
+async function project(manifest: Record<string, unknown> = {}): Promise<string> {
+  const dir = await makeTempDir('bansho-consumer-');
+  writeFileSync(
+    join(dir, 'package.json'),
+    JSON.stringify({ name: 'consumer', version: '1.0.0', ...manifest }),
+  );
+  return dir;
+}
+
+async function assertBinRuns(bin: string): Promise<void> {
+  const { stdout } = await run(bin, ['--version'], { cwd: dirname(bin) });
+  assert.equal(stdout, `${VERSION}\n`);
+}
+
+describe('installing bansho', () => {
+  test('npm install of the tarball prints no install-scripts warning, and its bansho runs', async () => {
+    const { tarball } = await packRepo();
+    const dir = await project();
+    const { stdout, stderr } = await npmOk(['install', tarball], dir);
+    assert.deepEqual(installScriptWarnings(stdout + stderr), []);
+    await assertBinRuns(join(dir, 'node_modules/.bin/bansho'));
+    const { stdout: version } = await run(
+      process.execPath,
+      ['-p', "require('bansho/package.json').version"],
+      { cwd: dir },
+    );
+    assert.equal(version, `${VERSION}\n`);
+  });
+
+  test('npm install -g of the tarball into a prefix prints no install-scripts warning, and its bansho runs', async () => {
+    const { tarball } = await packRepo();
+    const prefix = await makeTempDir('bansho-global-');
+    const { stdout, stderr } = await npmOk(['install', '--global', '--prefix', prefix, tarball], prefix);
+    assert.deepEqual(installScriptWarnings(stdout + stderr), []);
+    await assertBinRuns(join(prefix, 'bin/bansho'));
+  });
+
+  test("a git URL install builds bansho in npm's clone, and npm names that prepare, the one script it runs", async () => {
+    const clone = await makeTempDir('bansho-git-');
+    await run('git', ['clone', '--quiet', ROOT, clone]);
+    const dir = await project();
+    const { stdout, stderr } = await npmOk(['install', `git+file://${clone}`], dir);
+    // The build does run at install time (pacote runs prepare in its clone): npm is right to say
+    // so, and a project allows it in its allowScripts (see the README's Install section).
+    const named = installScriptWarnings(stdout + stderr).filter((line) => /@\d/.test(line));
+    assert.deepEqual(
+      named.map((line) => line.replace(/^npm warn install-scripts\s+/, '')),
+      [`bansho@${VERSION} (prepare: npm run build)`],
+    );
+    await assertBinRuns(join(dir, 'node_modules/.bin/bansho'));
   });
 });
