@@ -5,7 +5,8 @@
  * can from its cache.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { before, describe, test } from 'node:test';
 import {
@@ -17,6 +18,7 @@ import {
   ROOT,
 } from './support/package.js';
 import { exec, makeTempDir, run } from './support/process.js';
+import { useRedis } from './support/shared.js';
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
@@ -206,5 +208,149 @@ describe('installing bansho', () => {
       [`bansho@${VERSION} (prepare: npm run build)`],
     );
     await assertBinRuns(join(dir, 'node_modules/.bin/bansho'));
+  });
+});
+
+interface Consumer {
+  name: string;
+  type: 'commonjs' | 'module';
+  compilerOptions: Record<string, unknown>;
+  source: string;
+}
+
+const STATIC_IMPORT = `import { BanshoError, ExitCode, type FailureCode, pingRedis, SCHEMA_VERSION } from 'bansho';
+const code: FailureCode = 'timeout';
+const error = new BanshoError(code, 'example');
+// @ts-expect-error: the types know ExitCode's members
+ExitCode.nope;
+pingRedis({ timeoutMs: 5000 }).then((ok: true) => {
+  console.log(JSON.stringify({ ok, schemaVersion: SCHEMA_VERSION, code: error.code, healthy: ExitCode.healthy }));
+});
+`;
+
+// What a CommonJS project on module node16/node18 writes: TypeScript models a Node without require(esm).
+const DYNAMIC_IMPORT = `async function main(): Promise<void> {
+  const { BanshoError, ExitCode, pingRedis, SCHEMA_VERSION } = await import('bansho');
+  const error = new BanshoError('timeout', 'example');
+  // @ts-expect-error: the types know ExitCode's members
+  ExitCode.nope;
+  const ok: true = await pingRedis({ timeoutMs: 5000 });
+  console.log(JSON.stringify({ ok, schemaVersion: SCHEMA_VERSION, code: error.code, healthy: ExitCode.healthy }));
+}
+void main();
+`;
+
+/** What `tsc --init` writes that matters here; two settings turn skipLibCheck off, to check bansho's declarations too. */
+const BASE = { strict: true, skipLibCheck: true, target: 'es2022', outDir: 'out', rootDir: 'src' };
+
+/** The tsconfig settings the README names as supported, each compiled and run as its project would. */
+const CONSUMERS: Consumer[] = [
+  {
+    name: 'cjs-nodenext',
+    type: 'commonjs',
+    compilerOptions: { module: 'nodenext', skipLibCheck: false },
+    source: STATIC_IMPORT,
+  },
+  { name: 'cjs-node20', type: 'commonjs', compilerOptions: { module: 'node20' }, source: STATIC_IMPORT },
+  {
+    name: 'cjs-commonjs',
+    type: 'commonjs',
+    compilerOptions: { module: 'commonjs', moduleResolution: 'node10', esModuleInterop: true },
+    source: STATIC_IMPORT,
+  },
+  {
+    name: 'cjs-node16-dynamic',
+    type: 'commonjs',
+    compilerOptions: { module: 'node16' },
+    source: DYNAMIC_IMPORT,
+  },
+  { name: 'esm-node16', type: 'module', compilerOptions: { module: 'node16' }, source: STATIC_IMPORT },
+  {
+    name: 'esm-nodenext',
+    type: 'module',
+    compilerOptions: { module: 'nodenext', skipLibCheck: false },
+    source: STATIC_IMPORT,
+  },
+];
+
+describe('TypeScript consumers of the installed package', () => {
+  const tsc = join(ROOT, 'node_modules/typescript/bin/tsc');
+  let installed: string;
+  let redisUrl: string;
+
+  before(async () => {
+    const { tarball } = await packRepo();
+    installed = await project();
+    await npmOk(['install', tarball], installed);
+    // The consumer's own @types/node: bansho's types refer to node's (sockets, TLS options).
+    await mkdir(join(installed, 'node_modules/@types'), { recursive: true });
+    symlinkSync(join(ROOT, 'node_modules/@types/node'), join(installed, 'node_modules/@types/node'));
+    redisUrl = (await useRedis()).url;
+  });
+
+  /** A project folder inside the installed one (node_modules is found upwards), with its sources. */
+  async function consumerProject(consumer: Consumer): Promise<string> {
+    const dir = join(installed, consumer.name);
+    await mkdir(join(dir, 'src'), { recursive: true });
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: consumer.name, type: consumer.type }));
+    writeFileSync(
+      join(dir, 'tsconfig.json'),
+      JSON.stringify({ compilerOptions: { ...BASE, ...consumer.compilerOptions }, include: ['src'] }),
+    );
+    writeFileSync(join(dir, 'src/index.ts'), consumer.source);
+    return dir;
+  }
+
+  async function assertRuns(script: string): Promise<void> {
+    const { stdout } = await run(process.execPath, [script], {
+      env: { PATH: process.env.PATH, REDIS_URL: redisUrl },
+    });
+    assert.deepEqual(JSON.parse(stdout), { ok: true, schemaVersion: 1, code: 'timeout', healthy: 0 });
+  }
+
+  for (const consumer of CONSUMERS) {
+    test(`${consumer.name}: ${JSON.stringify(consumer.compilerOptions)} in a ${consumer.type} project compiles and runs`, async () => {
+      const dir = await consumerProject(consumer);
+      const compiled = await exec(process.execPath, [tsc, '-p', dir], { timeoutMs: 120_000 });
+      assert.equal(compiled.code, 0, compiled.stdout + compiled.stderr);
+      await assertRuns(join(dir, 'out/index.js'));
+    });
+  }
+
+  test('cjs-node16: a static import fails with TS1479, as TypeScript models Node without require(esm)', async () => {
+    const dir = await consumerProject({
+      name: 'cjs-node16-static',
+      type: 'commonjs',
+      compilerOptions: { module: 'node16' },
+      source: STATIC_IMPORT,
+    });
+    const compiled = await exec(process.execPath, [tsc, '-p', dir], { timeoutMs: 120_000 });
+    assert.equal(compiled.code, 2);
+    assert.deepEqual(
+      [...compiled.stdout.matchAll(/error (TS\d+)/g)].map((match) => match[1]),
+      ['TS1479'],
+      compiled.stdout,
+    );
+  });
+
+  test('bundler resolution type-checks, and esbuild bundles and runs it', async () => {
+    const dir = await consumerProject({
+      name: 'bundler',
+      type: 'module',
+      compilerOptions: { module: 'preserve', moduleResolution: 'bundler', noEmit: true },
+      source: STATIC_IMPORT,
+    });
+    const checked = await exec(process.execPath, [tsc, '-p', dir], { timeoutMs: 120_000 });
+    assert.equal(checked.code, 0, checked.stdout + checked.stderr);
+    const bundle = join(dir, 'out/bundle.cjs');
+    await run(join(ROOT, 'node_modules/.bin/esbuild'), [
+      join(dir, 'src/index.ts'),
+      '--bundle',
+      '--platform=node',
+      '--format=cjs',
+      '--log-level=warning',
+      `--outfile=${bundle}`,
+    ]);
+    await assertRuns(bundle);
   });
 });
