@@ -6,6 +6,7 @@ import { parse as parseDotenv } from 'dotenv';
 import { parse as parseYaml } from 'yaml';
 import { parsePostgresDsn, parseRedisUrl } from '../src/config.js';
 import { parseDuration } from '../src/duration.js';
+import { dockerDurationMs } from './support/dockerfile.js';
 
 // No Docker engine runs where the tests do, so compose.yaml is checked by reading it.
 const root = resolve(import.meta.dirname, '..');
@@ -68,14 +69,6 @@ function variablesUsed(text: string): string[] {
   for (const [match, braced, bare] of text.matchAll(/\$\$|\$\{(\w+)[^}]*\}|\$(\w+)/g))
     if (match !== '$$') names.add((braced ?? bare) as string);
   return [...names].sort();
-}
-
-/** Compose durations: 1m30s, 10s, 500ms. */
-function composeDurationMs(text: string): number {
-  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|us|s|m|h)/g)];
-  assert.equal(parts.map((part) => part[0]).join(''), text, `not a compose duration: ${text}`);
-  const unit = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
-  return parts.reduce((sum, [, amount, u]) => sum + Number(amount) * unit[u as keyof typeof unit], 0);
 }
 
 /** The arguments after `bansho` in a healthcheck test, or undefined when it runs something else. */
@@ -218,7 +211,7 @@ describe('compose.yaml', () => {
       const flag = args.indexOf('--timeout');
       assert.ok(flag >= 0, `${name}: --timeout bounds bansho's run`);
       const banshoMs = parseDuration(args[flag + 1] as string, '--timeout');
-      const dockerMs = composeDurationMs(service.healthcheck?.timeout ?? '');
+      const dockerMs = dockerDurationMs(service.healthcheck?.timeout ?? '');
       assert.ok(
         dockerMs > banshoMs,
         `${name}: healthcheck timeout ${dockerMs} ms must exceed --timeout ${banshoMs} ms`,

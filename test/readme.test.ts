@@ -13,7 +13,7 @@ import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { buildProgram } from '../src/cli.js';
 import type { CliOptions } from '../src/config.js';
 import { parseDuration } from '../src/duration.js';
-import { parseDockerfile } from './support/dockerfile.js';
+import { dockerDurationMs, parseDockerfile } from './support/dockerfile.js';
 import { ROOT } from './support/package.js';
 
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
@@ -225,14 +225,6 @@ function banshoTimeoutMs(args: string[]): number {
   const at = args.indexOf('--timeout');
   assert.ok(at >= 0, `bansho ${args.join(' ')}: a health check or probe bounds bansho with --timeout`);
   return parseDuration(args[at + 1] as string, '--timeout');
-}
-
-/** Docker durations: 1m30s, 10s, 500ms. */
-function dockerDurationMs(text: string): number {
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
-  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
-  assert.equal(parts.map((part) => part[0]).join(''), text, `not a duration: ${text}`);
-  return parts.reduce((sum, [, amount, u]) => sum + Number(amount) * unit[u as keyof typeof unit], 0);
 }
 
 /** Every object in a parsed value, depth first. */

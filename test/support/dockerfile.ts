@@ -79,3 +79,11 @@ export function parseStages(text: string): Stage[] {
 export function runCommand(instruction: Instruction): string {
   return instruction.args.replace(/^(--[a-z-]+=\S+\s+)+/, '');
 }
+
+/** A duration as Docker and compose write them (Go's: `1m30s`, `10s`, `500ms`), in milliseconds. */
+export function dockerDurationMs(text: string): number {
+  const unit = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(us|ms|s|m|h)/g)];
+  if (parts.map((part) => part[0]).join('') !== text) throw new Error(`not a Docker duration: ${text}`);
+  return parts.reduce((sum, [, amount, u]) => sum + Number(amount) * unit[u as keyof typeof unit], 0);
+}
