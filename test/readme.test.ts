@@ -1,0 +1,292 @@
+/**
+ * The README's snippets, compose.yaml and the Dockerfile, read as their tools would: each YAML
+ * block parses, each health check or probe that runs bansho gives bansho a --timeout below its
+ * own, and every `bansho <command> <flags>` they show is one that bansho's own commander
+ * program accepts, with durations bansho parses.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { CommanderError } from 'commander';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { buildProgram } from '../src/cli.js';
+import type { CliOptions } from '../src/config.js';
+import { parseDuration } from '../src/duration.js';
+import { dockerDurationMs, parseDockerfile } from './support/dockerfile.js';
+import { ROOT } from './support/package.js';
+
+const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+/** What `docker run bansho` runs with no arguments. */
+const IMAGE_CMD = parseDockerfile(dockerfile)
+  .filter((instruction) => instruction.keyword === 'CMD')
+  .at(-1)?.exec as string[];
+
+interface Block {
+  language: string;
+  text: string;
+  /** 1-based line of the block's first line of content. */
+  line: number;
+}
+
+function codeBlocks(markdown: string): Block[] {
+  return [...markdown.matchAll(/^```(\w*)\n([\s\S]*?)^```$/gm)].map((match) => ({
+    language: match[1] as string,
+    text: match[2] as string,
+    line: markdown.slice(0, match.index).split('\n').length + 1,
+  }));
+}
+
+/** A bansho invocation: its arguments, and where it was shown. */
+interface Invocation {
+  args: string[];
+  where: string;
+}
+
+const isBansho = (word: string): boolean => word === 'bansho' || word.endsWith('/bansho');
+
+/** Keys whose values are commands: a compose service's, a Kubernetes container's or probe's, an Actions step's. */
+const COMMAND_KEYS = new Set(['run', 'command', 'args', 'test', 'entrypoint']);
+
+/** A shell line's simple commands, as lists of words (quotes removed), split at operators. */
+function simpleCommands(line: string): string[][] {
+  const commands: string[][] = [[]];
+  const token = /(&&|\|\||[|;<>()]|\d?>>?)|((?:"[^"]*"|'[^']*'|[^\s"'|;&<>()])+)/g;
+  for (const [, operator, word] of line.replace(/(^|\s)#.*$/, '').matchAll(token)) {
+    if (operator !== undefined) commands.push([]);
+    else (commands.at(-1) as string[]).push((word as string).replace(/"([^"]*)"|'([^']*)'/g, '$1$2'));
+  }
+  return commands.filter((words) => words.length > 0);
+}
+
+/**
+ * The bansho invocations in a shell command line: bansho in command position (after
+ * variable assignments, `npx` or `exec`), or the bansho image in `docker run`.
+ */
+function shellInvocations(line: string, where: string): Invocation[] {
+  const found: Invocation[] = [];
+  for (const command of simpleCommands(line)) {
+    const first = command.findIndex((word) => !/^\w+=/.test(word));
+    if (first < 0) continue;
+    const words = command.slice(first);
+    if (words[0] === 'npx' || words[0] === 'exec') words.shift();
+    if (words[0] !== undefined && isBansho(words[0])) found.push({ args: words.slice(1), where });
+    // Without arguments, the image runs its CMD.
+    if (words[0] === 'docker' && words[1] === 'run' && words.indexOf('bansho') > 1) {
+      const args = words.slice(words.indexOf('bansho') + 1);
+      found.push({ args: args.length > 0 ? args : IMAGE_CMD, where });
+    }
+  }
+  return found;
+}
+
+/**
+ * The bansho invocations in a parsed YAML value: exec arrays and shell strings under command
+ * keys, and the arguments of a container whose image is bansho's (its entrypoint is bansho).
+ */
+function valueInvocations(value: unknown, where: string, key?: string): Invocation[] {
+  const isCommand = key !== undefined && COMMAND_KEYS.has(key);
+  if (typeof value === 'string') return isCommand ? shellInvocations(value, where) : [];
+  if (Array.isArray(value)) {
+    const at = value.findIndex((item) => typeof item === 'string' && isBansho(item));
+    if (at >= 0) return [{ args: value.slice(at + 1) as string[], where }];
+    return value.flatMap((item) => valueInvocations(item, where, isCommand ? key : undefined));
+  }
+  if (value && typeof value === 'object') {
+    const object = value as Record<string, unknown>;
+    const found = Object.entries(object).flatMap(([k, v]) => valueInvocations(v, where, k));
+    if (
+      typeof object.image === 'string' &&
+      /(^|\/)bansho(:|$)/.test(object.image) &&
+      Array.isArray(object.args)
+    )
+      found.push({ args: object.args as string[], where });
+    return found;
+  }
+  return [];
+}
+
+/** The bansho invocations in a Dockerfile: RUN lines, HEALTHCHECK CMDs, and ENTRYPOINT with CMD. */
+function dockerfileInvocations(text: string, where: string): Invocation[] {
+  const instructions = parseDockerfile(text);
+  const found: Invocation[] = [];
+  for (const instruction of instructions) {
+    const at = `${where}:${instruction.line}`;
+    if (instruction.keyword === 'RUN') found.push(...shellInvocations(instruction.args, at));
+    if (instruction.keyword === 'HEALTHCHECK') {
+      const command = instruction.args.replace(/^(--\S+\s+)*CMD\s+/, '');
+      found.push(
+        ...(command.startsWith('[')
+          ? valueInvocations(JSON.parse(command), at)
+          : shellInvocations(command, at)),
+      );
+    }
+  }
+  const entrypoint = instructions.filter((i) => i.keyword === 'ENTRYPOINT').at(-1)?.exec;
+  const cmd = instructions.filter((i) => i.keyword === 'CMD').at(-1);
+  if (entrypoint && cmd?.exec)
+    found.push(...valueInvocations([...entrypoint, ...cmd.exec], `${where}:${cmd.line}`, 'command'));
+  return found;
+}
+
+function readmeInvocations(): Invocation[] {
+  return codeBlocks(readme).flatMap((block) => {
+    const where = `README.md:${block.line}`;
+    if (block.language === 'yaml')
+      return parseAllDocuments(block.text).flatMap((document) => valueInvocations(document.toJS(), where));
+    if (block.language === 'dockerfile') return dockerfileInvocations(block.text, where);
+    if (block.language === 'sh')
+      return block.text.split('\n').flatMap((line) => shellInvocations(line, where));
+    // A console block: the commands are the lines after the prompt, the rest is their output.
+    if (block.language === 'console')
+      return block.text
+        .split('\n')
+        .filter((line) => line.startsWith('$ '))
+        .flatMap((line) => shellInvocations(line.slice(2), where));
+    return [];
+  });
+}
+
+function composeInvocations(): Invocation[] {
+  const compose = parseYaml(readFileSync(join(ROOT, 'compose.yaml'), 'utf8'), { merge: true }) as {
+    services: Record<string, { build?: unknown; entrypoint?: string[]; command?: string[] }>;
+  };
+  return Object.entries(compose.services).flatMap(([name, service]) => {
+    const where = `compose.yaml (${name})`;
+    const found = valueInvocations({ ...service, command: undefined, entrypoint: undefined }, where);
+    // A service built from the Dockerfile runs its entrypoint, bansho, unless it names another.
+    const entrypoint = service.entrypoint ?? (service.build !== undefined ? ['bansho'] : []);
+    return [...found, ...valueInvocations([...entrypoint, ...(service.command ?? [])], where, 'command')];
+  });
+}
+
+/** Parses an invocation as bansho would, without running it; the error, or the options. */
+async function parseLikeBansho(args: string[]): Promise<{ error?: string; options?: CliOptions }> {
+  let options: CliOptions | undefined;
+  const program = buildProgram(async (_command, parsed) => {
+    options = parsed;
+  });
+  for (const command of [program, ...program.commands])
+    command.configureOutput({ writeOut: () => {}, writeErr: () => {}, outputError: () => {} });
+  try {
+    await program.parseAsync(['node', 'bansho', ...args]);
+  } catch (error) {
+    if (!(error instanceof CommanderError)) throw error;
+    if (error.code !== 'commander.version' && error.code !== 'commander.helpDisplayed')
+      return { error: error.message };
+  }
+  if (args[0] !== '--version' && args[0] !== '-V' && !args.includes('--help') && options === undefined)
+    return { error: 'no command ran' };
+  return options === undefined ? {} : { options };
+}
+
+const invocations = new Map<string, string[]>();
+for (const { args, where } of [
+  ...readmeInvocations(),
+  ...composeInvocations(),
+  ...dockerfileInvocations(dockerfile, 'Dockerfile'),
+]) {
+  // Placeholders (`bansho <command>`, `…`) are not commands.
+  if (args.some((arg) => /[<…]/.test(arg))) continue;
+  const key = args.join(' ');
+  invocations.set(key, [...(invocations.get(key) ?? []), where]);
+}
+
+describe('bansho as the README, compose.yaml and the Dockerfile show it', () => {
+  test('shows bansho commands at all', () => {
+    // The README's console examples, the compose services, the Dockerfile's CMD.
+    assert.ok(invocations.size > 20, `only ${invocations.size} found`);
+    assert.ok(invocations.has('ensure-schema --wait 60s'));
+    assert.ok(invocations.has('smoke --quiet --timeout 3s'));
+  });
+
+  for (const [key, where] of invocations) {
+    const todo = key.startsWith('warm-cache')
+      ? { todo: 'bansho warm-cache lands with the fast-start work' }
+      : {};
+    test(
+      `bansho ${key} (${[...new Set(where)].join(', ')}) is a real command with real flags`,
+      todo,
+      async () => {
+        const { error, options } = await parseLikeBansho(key === '' ? [] : key.split(' '));
+        assert.equal(error, undefined, `bansho ${key}: ${error}`);
+        for (const flag of ['timeout', 'wait', 'interval'] as const) {
+          const value = options?.[flag];
+          if (typeof value === 'string') parseDuration(value, `--${flag}`);
+        }
+      },
+    );
+  }
+});
+
+/** `--timeout` of a bansho invocation, in milliseconds. */
+function banshoTimeoutMs(args: string[]): number {
+  const at = args.indexOf('--timeout');
+  assert.ok(at >= 0, `bansho ${args.join(' ')}: a health check or probe bounds bansho with --timeout`);
+  return parseDuration(args[at + 1] as string, '--timeout');
+}
+
+/** Every object in a parsed value, depth first. */
+function objects(value: unknown): Record<string, unknown>[] {
+  if (Array.isArray(value)) return value.flatMap(objects);
+  if (value && typeof value === 'object')
+    return [value as Record<string, unknown>, ...Object.values(value).flatMap(objects)];
+  return [];
+}
+
+describe("the README's YAML and Dockerfile snippets", () => {
+  const blocks = codeBlocks(readme);
+
+  test('has the Docker, compose, Kubernetes and GitHub Actions snippets', () => {
+    assert.ok(blocks.some((block) => block.language === 'dockerfile' && /HEALTHCHECK/.test(block.text)));
+    const yaml = blocks.filter((block) => block.language === 'yaml').map((block) => block.text);
+    for (const marker of [/^healthcheck:/m, /kind: Deployment/, /initContainers:/, /^jobs:/m])
+      assert.ok(
+        yaml.some((text) => marker.test(text)),
+        `no YAML block matches ${marker}`,
+      );
+  });
+
+  for (const block of blocks.filter((b) => b.language === 'yaml')) {
+    test(`the YAML at README.md:${block.line} parses, and its bansho probes time out after bansho does`, () => {
+      const documents = parseAllDocuments(block.text, { uniqueKeys: true });
+      for (const document of documents) {
+        assert.deepEqual(document.errors, [], `README.md:${block.line}`);
+        for (const object of objects(document.toJS())) {
+          // A compose healthcheck: { test: ["CMD", "bansho", …], timeout: 5s }.
+          const check = Array.isArray(object.test) ? valueInvocations(object.test, '', 'test')[0] : undefined;
+          if (check) {
+            assert.ok(typeof object.timeout === 'string', 'a healthcheck running bansho sets timeout');
+            assert.ok(dockerDurationMs(object.timeout) > banshoTimeoutMs(check.args));
+          }
+          // A Kubernetes probe: { exec: { command: ["bansho", …] }, timeoutSeconds: 5 } (default 1).
+          const exec = object.exec as { command?: unknown } | undefined;
+          const probe = Array.isArray(exec?.command)
+            ? valueInvocations(exec.command, '', 'command')[0]
+            : undefined;
+          if (probe) {
+            assert.ok(
+              typeof object.timeoutSeconds === 'number',
+              'a probe running bansho sets timeoutSeconds',
+            );
+            assert.ok(object.timeoutSeconds * 1000 > banshoTimeoutMs(probe.args));
+          }
+        }
+      }
+    });
+  }
+
+  for (const block of blocks.filter((b) => b.language === 'dockerfile')) {
+    test(`the Dockerfile lines at README.md:${block.line} parse, and a HEALTHCHECK times out after bansho does`, () => {
+      for (const instruction of parseDockerfile(block.text)) {
+        if (instruction.keyword !== 'HEALTHCHECK') continue;
+        const docker = /--timeout=(\S+)/.exec(instruction.args)?.[1];
+        assert.ok(docker, 'HEALTHCHECK --timeout= set (the default is 30s)');
+        const [check] = dockerfileInvocations(`HEALTHCHECK ${instruction.args}`, '');
+        assert.ok(check, 'the HEALTHCHECK runs bansho');
+        assert.ok(dockerDurationMs(docker) > banshoTimeoutMs(check.args));
+      }
+    });
+  }
+});
