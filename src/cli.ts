@@ -24,7 +24,9 @@ Exit codes:
 
 Variables (flags win, then the environment, then ./.env):
   REDIS_URL     redis://[[user]:password@]host[:port][/db] or rediss://…  (default redis://127.0.0.1:6379);
-                several comma-separated for a cluster; redis+sentinel://host:port[,…]/<master>
+                several comma-separated for a cluster; redis+sentinel://host:port[,…]/<master>;
+                unix://[[user]:password@]/path/to/redis.sock[?db=N]; rediss:// takes
+                ?ssl_ca_certs=<ca.pem>&ssl_certfile=<client.crt>&ssl_keyfile=<client.key>
   POSTGRES_DSN  postgres://[user[:password]@]host[:port][,host[:port]…][/db][?sslmode=…&sslrootcert=…]
                 (default postgres://postgres@127.0.0.1:5432/postgres)
   NO_COLOR      set to turn colour off`;

@@ -61,7 +61,7 @@ const HINTS: Record<FailureCode, Partial<Record<Service | 'any', string>>> = {
   },
   tls: {
     redis:
-      "check rediss:// against the server's TLS port, and that its certificate is trusted (NODE_EXTRA_CA_CERTS)",
+      "check rediss:// against the server's TLS port, and that its certificate chains to the CA of REDIS_URL's ssl_ca_certs (or to one Node trusts)",
     postgres:
       "check sslmode and sslrootcert in POSTGRES_DSN against the server's ssl setting and certificate",
   },

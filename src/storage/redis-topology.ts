@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { isIP } from 'node:net';
 import { createCluster, createSentinel } from '@redis/client';
 import type { CheckDetail } from '../checks.js';
 import { displayAddress, type RedisNode, type RedisTarget } from '../config.js';
@@ -15,6 +14,7 @@ import {
   type RedisClusterClient,
   type RedisProbe,
   resolveRedisTarget,
+  socketOptions,
 } from './redis.js';
 
 /*
@@ -76,6 +76,8 @@ export function createRedisCluster(options: RedisClientOptions = {}): RedisClust
       'config',
       'a redis+sentinel:// URL names no cluster: use createRedisClient on the master',
     );
+  if (target.path !== undefined)
+    throw new BanshoError('config', "a unix:// URL names no cluster: a cluster's nodes are host:port");
   const seeds = target.seeds ?? [{ host: target.host, port: target.port }];
   const defaults = nodeOptions(target, options.connectTimeoutMs ?? 5000);
   const cluster = createCluster({
@@ -131,11 +133,13 @@ const SLOTS = 16384;
 
 /** What every node of a topology gets: credentials, TLS, a bounded connect, no retry loop. */
 function nodeOptions(target: RedisTarget, timeoutMs: number) {
+  // Each node's own host and port come from the slot map or the sentinels.
+  const { host: _, port: __, ...tls } = socketOptions(target);
   return {
     socket: {
       connectTimeout: timeoutMs,
       reconnectStrategy: false as const,
-      ...(target.tls ? { tls: true as const, servername: isIP(target.host) !== 0 ? '' : target.host } : {}),
+      ...(target.tls ? tls : {}),
     },
     ...(target.username === undefined ? {} : { username: target.username }),
     ...(target.password === undefined ? {} : { password: target.password }),

@@ -11,7 +11,14 @@ import {
   SocketClosedUnexpectedlyError,
 } from '@redis/client';
 import type { CheckDetail } from '../checks.js';
-import { DEFAULT_REDIS_URL, type Env, parseRedisTarget, type RedisTarget } from '../config.js';
+import {
+  DEFAULT_REDIS_URL,
+  type Env,
+  parseRedisTarget,
+  type RedisNode,
+  type RedisTarget,
+  readRedisTlsFiles,
+} from '../config.js';
 import { startDeadline } from '../deadline.js';
 import { BanshoError } from '../errors.js';
 import { MISCONF_HINT, probeRedis } from '../sub-checks/redis.js';
@@ -35,7 +42,7 @@ export type CheckClient = RedisConnection<None, None, None, 3, None>;
 
 /** Options for a Redis client. */
 export interface RedisClientOptions {
-  /** A redis:// or rediss:// URL; default: `env.REDIS_URL`, then `redis://127.0.0.1:6379`. */
+  /** A redis://, rediss:// or unix:// URL; default: `env.REDIS_URL`, then `redis://127.0.0.1:6379`. */
   url?: string;
   /** Where REDIS_URL is read from when `url` is not given; default: `process.env`. */
   env?: Env;
@@ -48,12 +55,39 @@ export interface RedisClientOptions {
   reconnect?: boolean;
 }
 
-/** Resolves the target a library caller means: an explicit URL, else REDIS_URL, else the default. */
+/**
+ * Resolves the target a library caller means: an explicit URL, else REDIS_URL, else the
+ * default, with the TLS files it names read (a `config` BanshoError when one is unreadable).
+ */
 export function resolveRedisTarget(options: Pick<RedisClientOptions, 'url' | 'env'> = {}): RedisTarget {
   const env = options.env ?? process.env;
-  if (options.url !== undefined) return parseRedisTarget({ value: options.url, source: 'url' });
-  if (env.REDIS_URL !== undefined) return parseRedisTarget({ value: env.REDIS_URL, source: 'REDIS_URL' });
-  return parseRedisTarget({ value: DEFAULT_REDIS_URL, source: 'the default REDIS_URL' });
+  const target =
+    options.url !== undefined
+      ? parseRedisTarget({ value: options.url, source: 'url' })
+      : env.REDIS_URL !== undefined
+        ? parseRedisTarget({ value: env.REDIS_URL, source: 'REDIS_URL' })
+        : parseRedisTarget({ value: DEFAULT_REDIS_URL, source: 'the default REDIS_URL' });
+  readRedisTlsFiles(target);
+  return target;
+}
+
+/**
+ * How a client reaches `host`: a Unix socket, plain TCP, or TLS with the URL's CA (instead of
+ * Node's) and client certificate. The TLS server name is the host, unless it is an IP address.
+ */
+export function socketOptions(target: RedisTarget, node: RedisNode = target) {
+  if (target.path !== undefined) return { tls: false as const, path: target.path };
+  const { host, port } = node;
+  if (!target.tls) return { host, port };
+  const pem = target.tlsPem ?? {};
+  return {
+    host,
+    port,
+    tls: true as const,
+    servername: isIP(host) !== 0 ? '' : host,
+    ...(pem.ca === undefined ? {} : { ca: pem.ca }),
+    ...(pem.cert === undefined ? {} : { cert: pem.cert, key: pem.key }),
+  };
 }
 
 /**
@@ -81,11 +115,9 @@ function clientOptions(
 ): NodeRedisOptions<None, None, None, 3, None> {
   return {
     socket: {
-      host: target.host,
-      port: target.port,
+      ...socketOptions(target),
       connectTimeout: connectTimeoutMs,
       reconnectStrategy: reconnect ? (retries) => Math.min(50 * 2 ** retries, 2000) : false,
-      ...(target.tls ? { tls: true as const, servername: isIP(target.host) !== 0 ? '' : target.host } : {}),
     },
     ...(target.username === undefined ? {} : { username: target.username }),
     ...(target.password === undefined ? {} : { password: target.password }),
@@ -231,6 +263,13 @@ export function classifyRedisError(error: unknown, target: RedisTarget): BanshoE
     }
   }
   const network = classifyNetworkError(error, 'redis', where);
+  if (network?.code === 'connection_refused' && target.path !== undefined) {
+    return new BanshoError(network.code, network.message, {
+      cause: error,
+      hint: `is Redis running with unixsocket ${target.path}, and is that the path in REDIS_URL?`,
+    });
+  }
+  if (network?.code === 'tls') return clientCertificateFailure(error, target) ?? network;
   if (network) return network;
   const layers = errorChain(error);
   // node-redis leaves `name` as "Error" on its own classes: only instanceof tells them apart.
@@ -251,6 +290,30 @@ export function classifyRedisError(error: unknown, target: RedisTarget): BanshoE
   return new BanshoError('unexpected', `Redis check failed: ${messages[0] || String(error)}`, {
     cause: error,
     service: 'redis',
+  });
+}
+
+/**
+ * The TLS alerts a server sends about the client's certificate, which OpenSSL reports in
+ * words no operator should have to decode; undefined for any other TLS failure.
+ */
+function clientCertificateFailure(error: unknown, target: RedisTarget): BanshoError | undefined {
+  const codes = errorChain(error).map((layer) => String(layer.code ?? ''));
+  if (codes.includes('ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED')) {
+    return new BanshoError('tls', `${target.display} requires a client certificate, and none was given`, {
+      cause: error,
+      hint: 'give the client certificate and its key in REDIS_URL: rediss://…?ssl_certfile=/path/client.crt&ssl_keyfile=/path/client.key',
+    });
+  }
+  const refused = codes.find((code) =>
+    /^ERR_SSL_(TLSV1_ALERT_UNKNOWN_CA|SSLV3_ALERT_BAD_CERTIFICATE|SSLV3_ALERT_CERTIFICATE_UNKNOWN)$/.test(
+      code,
+    ),
+  );
+  if (refused === undefined) return undefined;
+  return new BanshoError('tls', `${target.display} refused the client certificate (${refused})`, {
+    cause: error,
+    hint: "the server takes client certificates signed by the CA of its tls-ca-cert-file only: check REDIS_URL's ssl_certfile",
   });
 }
 
