@@ -197,8 +197,11 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
     onExpire: () => client.destroy(),
   });
   const start = performance.now();
+  // Once the handshake is answered, a closed connection is the server hanging up, not another protocol.
+  let answered = false;
   try {
     await deadline.race(client.connect());
+    answered = true;
     deadline.phase = 'waiting for PONG';
     // The sub-checks' first batch goes out with PING, in one round trip; it is judged only after a PONG.
     const ping = client.sendCommand<unknown>(['PING']);
@@ -226,7 +229,7 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
       details,
     };
   } catch (error) {
-    throw classifyRedisError(error, target);
+    throw classifyRedisError(error, target, { answered });
   } finally {
     deadline.clear();
     client.destroy();
@@ -243,10 +246,23 @@ const REPLY_CODES: Array<[RegExp, ConstructorParameters<typeof BanshoError>[0], 
   [/^MISCONF\b/, 'read_only', 'writes are stopped after a failed background save', MISCONF_HINT],
   [/^ERR max(imum)? number of clients reached/i, 'too_many_connections', 'too many connections'],
   [/^ERR (DB index is out of range|invalid DB index)/i, 'unknown_database', 'no such database'],
+  // Only the handshake sends HELLO: Redis before 6, and proxies that do not speak RESP3, refuse it.
+  [
+    /^((ERR )?(unknown|unsupported) command [`']?hello\b|NOPROTO\b)/i,
+    'unsupported_version',
+    'the server refused HELLO 3, so it does not speak RESP3',
+  ],
 ];
 
-/** Maps anything a Redis check threw to a BanshoError with a stable code. */
-export function classifyRedisError(error: unknown, target: RedisTarget): BanshoError {
+/**
+ * Maps anything a Redis check threw to a BanshoError with a stable code; `answered` says
+ * whether the server had already given a valid reply on this connection.
+ */
+export function classifyRedisError(
+  error: unknown,
+  target: RedisTarget,
+  context: { answered?: boolean } = {},
+): BanshoError {
   if (error instanceof BanshoError) return error;
   const where = target.display;
   for (const layer of errorChain(error)) {
@@ -281,6 +297,13 @@ export function classifyRedisError(error: unknown, target: RedisTarget): BanshoE
     layers.some((layer) => layer instanceof SocketClosedUnexpectedlyError) ||
     messages.some((message) => /protocol error|parse|ECONNRESET|socket hang up/i.test(message))
   ) {
+    if (context.answered && !messages.some((message) => /protocol error|parse/i.test(message))) {
+      return new BanshoError(
+        'connection_closed',
+        `${where} closed the connection in the middle of the check, after it had answered`,
+        { cause: error, service: 'redis' },
+      );
+    }
     const tlsHint = target.tls ? '' : ' (if the server expects TLS, use rediss://)';
     return new BanshoError('protocol', `${where} closed the connection without a Redis reply${tlsHint}`, {
       cause: error,

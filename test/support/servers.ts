@@ -10,8 +10,10 @@ export {
   type FakePeer,
   type PostgresErrorFields,
   startGarbagePeer,
+  startInterceptingProxy,
   startPostgresErrorPeer,
   startRedisErrorPeer,
+  startRedisScriptedPeer,
   startSilentPeer,
 } from './peers.js';
 export {
