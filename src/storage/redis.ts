@@ -173,6 +173,10 @@ export interface RedisProbe {
   details: CheckDetail[];
   /** INFO's redis_mode, when INFO was readable: a "cluster" node is then checked as a cluster. */
   mode?: string;
+  /** A Redis Sentinel (mode "sentinel"): the names of the masters it watches, from INFO. */
+  sentinelMasters?: string[];
+  /** With the `cluster` option: CLUSTER INFO and CLUSTER NODES as the node answered them. */
+  cluster?: { info: string; nodes: string };
 }
 
 export interface RedisCheckOptions {
@@ -181,6 +185,8 @@ export interface RedisCheckOptions {
   signal?: AbortSignal | undefined;
   /** Also prove the server takes writes: set, read back and delete a short-lived key. Default false. */
   write?: boolean;
+  /** Also ask a cluster node for CLUSTER INFO and CLUSTER NODES, in the same round trip. Default false. */
+  cluster?: boolean;
 }
 
 /**
@@ -205,9 +211,14 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
     deadline.phase = 'waiting for PONG';
     // The sub-checks' first batch goes out with PING, in one round trip; it is judged only after a PONG.
     const ping = client.sendCommand<unknown>(['PING']);
+    // Before the sub-checks' batch, which ends with MULTI: anything sent after it would be queued.
+    const clusterFacts = options.cluster
+      ? Promise.all([client.sendCommand(['CLUSTER', 'INFO']), client.sendCommand(['CLUSTER', 'NODES'])])
+      : undefined;
     const probe = probeRedis(client, { write: options.write ?? false });
     // Without a PONG the sub-checks are abandoned with the connection: their failure is no news.
     probe.catch(() => {});
+    clusterFacts?.catch(() => {});
     const reply = await deadline.race(ping);
     if (reply !== 'PONG') {
       throw new BanshoError(
@@ -219,13 +230,20 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
       );
     }
     deadline.phase = 'running the sub-checks';
-    const { version, mode, details } = await deadline.race(probe);
+    const { version, mode, details, sentinelMasters } = await deadline.race(probe);
+    const cluster = clusterFacts
+      ? await deadline
+          .race(clusterFacts)
+          .then(([info, nodes]) => ({ info: String(info), nodes: String(nodes) }))
+      : undefined;
     deadline.phase = 'closing';
     await deadline.race(closeRedis(client));
     return {
       latencyMs: performance.now() - start,
       ...(version === undefined ? {} : { version }),
       ...(mode === undefined ? {} : { mode }),
+      ...(sentinelMasters === undefined ? {} : { sentinelMasters }),
+      ...(cluster === undefined ? {} : { cluster }),
       details,
     };
   } catch (error) {

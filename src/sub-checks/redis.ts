@@ -43,6 +43,8 @@ export interface RedisFindings {
   version?: string;
   /** INFO's redis_mode: "standalone", "cluster" or "sentinel". */
   mode?: string;
+  /** A sentinel's INFO: the names of the masters it watches. */
+  sentinelMasters?: string[];
   details: CheckDetail[];
 }
 
@@ -111,7 +113,19 @@ export async function probeRedis(
   ];
   const version = fields?.get('redis_version');
   const mode = fields?.get('redis_mode');
-  return { ...(version === undefined ? {} : { version }), ...(mode === undefined ? {} : { mode }), details };
+  // A sentinel's INFO lists "master0:name=mymaster,status=ok,address=…" per master it watches.
+  const sentinelMasters =
+    mode === 'sentinel' && fields
+      ? [...fields].flatMap(([field, value]) =>
+          /^master\d+$/.test(field) ? (/(?:^|,)name=([^,]+)/.exec(value)?.slice(1) ?? []) : [],
+        )
+      : undefined;
+  return {
+    ...(version === undefined ? {} : { version }),
+    ...(mode === undefined ? {} : { mode }),
+    ...(sentinelMasters === undefined ? {} : { sentinelMasters }),
+    details,
+  };
 }
 
 /** INFO's `field:value` lines; section headers and blank lines are skipped. */
