@@ -315,7 +315,10 @@ async function checkClusterFrom(
     if (!seed?.probe.cluster) throw classifyRedisError(seedError, target);
     const { info, nodes: nodesText } = seed.probe.cluster;
     const state = /^cluster_state:(\w+)/m.exec(info)?.[1];
-    const masters = parseClusterMasters(nodesText, seed.target.host);
+    // In address order: CLUSTER NODES lists them by node id, which means nothing to a reader.
+    const masters = parseClusterMasters(nodesText, seed.target.host).sort(
+      (a, b) => a.host.localeCompare(b.host) || a.port - b.port,
+    );
     deadline.phase = 'checking the masters';
     const results = await deadline.race(
       Promise.all(
