@@ -366,7 +366,7 @@ async function checkClusterFrom(
       results.flatMap(({ master, probe }) =>
         (probe?.details ?? [])
           .filter((detail) => detail.name === name)
-          .map((detail) => ({ ...detail, node: master.address })),
+          .map(({ name: detailName, ...rest }) => ({ name: detailName, node: master.address, ...rest })),
       ),
     );
     if (options.write && [...details, ...perMaster].every((detail) => detail.status !== 'fail')) {
@@ -507,7 +507,7 @@ export async function checkRedisSentinel(
   const node = displayAddress(master);
   return {
     ...probe,
-    details: probe.details.map((detail) => ({ ...detail, node })),
+    details: probe.details.map(({ name, ...rest }) => ({ name, node, ...rest })),
     latencyMs: performance.now() - start,
     topology,
   };
