@@ -146,10 +146,10 @@ function isUnknownCommand(error: ErrorReply): boolean {
   return /^ERR unknown (sub)?command\b/i.test(error.message);
 }
 
-/** The hint for commands the server does not know: rename-command, not the ACL, is to blame. */
+/** The hint for commands the server does not know: rename-command, not the ACL, is to blame; `consequence` follows it. */
 function renamedHint(commands: readonly string[], consequence: string): string {
   const list = commands.join(', ');
-  return `${list} ${commands.length === 1 ? 'is' : 'are'} renamed or disabled on the server (rename-command in redis.conf, or the service's own list of disabled commands): ${consequence}`;
+  return `${list} ${commands.length === 1 ? 'is' : 'are'} renamed or disabled on the server (rename-command in redis.conf, or a managed service's list of disabled commands)${consequence}`;
 }
 
 /** Without INFO (an ACL may deny it, rename-command hide it) role, eviction and memory cannot be seen: say so rather than guess. */
@@ -160,7 +160,7 @@ function infoUnavailable(name: string, info: Reply): CheckDetail {
       `unknown: the server has no INFO command (${info.error.message})`,
       renamedHint(
         ['INFO'],
-        'bansho cannot check this without it: remove the rename-command line, or check it by hand',
+        ', so bansho cannot check this: remove that rename-command line, or check it by hand',
       ),
     );
   }
@@ -239,7 +239,10 @@ function writeFailure(error: ErrorReply, command: string): CheckDetail {
       'write',
       'permission_denied',
       observed,
-      renamedHint([command], 'the gateway sends it by its name, and fails: remove the rename-command line'),
+      renamedHint(
+        [command],
+        ': the gateway sends it by this name, and its calls fail: remove that rename-command line',
+      ),
     );
   }
   return failed('write', 'server_error', observed, "read the message and the server's log");
@@ -258,7 +261,7 @@ export function judgeCommands(multi: Reply, queued: readonly Reply[] | undefined
         `not checked: the server has no MULTI command (${multi.error.message})`,
         renamedHint(
           ['MULTI'],
-          `bansho asks the ACL by queueing ${names.join(', ')} in a transaction it discards: restore MULTI, or check ACL GETUSER <user> by hand`,
+          `, and bansho asks the ACL by queueing ${names.join(', ')} in a transaction it discards: restore MULTI, or check ACL GETUSER <user> by hand`,
         ),
       );
     }
@@ -285,7 +288,7 @@ export function judgeCommands(multi: Reply, queued: readonly Reply[] | undefined
     hints.push(
       renamedHint(
         missingNames,
-        'the gateway sends them by their names, and fails: remove those rename-command lines',
+        ': the gateway sends them by these names, and its calls fail: remove those rename-command lines',
       ),
     );
   }
@@ -353,7 +356,7 @@ function judgeRedisClock(time: Reply, sentAtMs: number, receivedAtMs: number): C
         `unknown: the server has no TIME command (${time.error.message})`,
         renamedHint(
           ['TIME'],
-          "bansho cannot compare the clocks without it: remove the rename-command line, or check the server's clock by hand",
+          ", so bansho cannot compare the clocks: remove that rename-command line, or check the server's clock by hand",
         ),
       );
     }
