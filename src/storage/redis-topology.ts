@@ -277,11 +277,24 @@ async function checkClusterFrom(
   seedTargets: readonly RedisTarget[],
   options: RedisCheckOptions,
 ): Promise<RedisTopologyProbe> {
+  const makeCluster = (nodes: readonly RedisNode[], timeoutMs: number) => {
+    const client = createCluster({
+      rootNodes: nodes.map((node) => ({ socket: { host: node.host, port: node.port } })),
+      defaults: nodeOptions(target, timeoutMs),
+      minimizeConnections: true,
+    });
+    client.on('error', () => {});
+    return client;
+  };
+  // Built before the clock starts, as the drivers are loaded before it (src/probes.ts): node-redis
+  // builds a class with a method per command for it, CPU work that is not the cluster's latency.
+  const tcpSeeds = seedTargets.filter((seed) => seed.path === undefined);
+  let cluster: RedisClusterClient | undefined =
+    options.write && tcpSeeds.length > 0 ? makeCluster(tcpSeeds, options.timeoutMs) : undefined;
   const start = performance.now();
   const remaining = () => Math.max(1, options.timeoutMs - (performance.now() - start));
   // Ends the nodes' own checks with the cluster's: they run under their own deadlines.
   const stop = new AbortController();
-  let cluster: RedisClusterClient | undefined;
   const deadline = startDeadline({
     timeoutMs: options.timeoutMs,
     service: 'redis',
@@ -371,12 +384,8 @@ async function checkClusterFrom(
     );
     if (options.write && [...details, ...perMaster].every((detail) => detail.status !== 'fail')) {
       deadline.phase = 'writing a probe key';
-      cluster = createCluster({
-        rootNodes: masters.map((master) => ({ socket: { host: master.host, port: master.port } })),
-        defaults: nodeOptions(target, remaining()),
-        minimizeConnections: true,
-      });
-      cluster.on('error', () => {});
+      // Seeded from the masters CLUSTER NODES gave when the seed was a Unix socket.
+      cluster ??= makeCluster(masters, remaining());
       await deadline.race(cluster.connect());
       const key = `bansho:probe:${randomUUID(UNCACHED)}`;
       await deadline.race(cluster.sendCommand(key, false, ['SET', key, '1', 'PX', '1000']));
