@@ -58,6 +58,13 @@ function perNode(result: CliResult, name: string): Record<string, string> {
 
 const address = (node: RedisServer | undefined) => `127.0.0.1:${node?.port}`;
 
+/** Runs redis-cli against a node that is not (yet) part of a RedisCluster, and returns its stdout. */
+async function cli(node: RedisServer, ...args: string[]): Promise<string> {
+  const result = await exec('redis-cli', ['-p', String(node.port), ...args]);
+  assert.equal(result.code, 0, result.stderr);
+  return result.stdout;
+}
+
 describe('a healthy three-master Redis Cluster', () => {
   let cluster: RedisCluster;
   before(async () => {
@@ -142,11 +149,6 @@ describe('a cluster with unassigned slots', () => {
   before(async () => {
     nodes = await Promise.all([0, 1, 2].map(() => startClusterNode()));
     const [a, b, c] = nodes as [RedisServer, RedisServer, RedisServer];
-    const cli = async (node: RedisServer, ...args: string[]) => {
-      const result = await exec('redis-cli', ['-p', String(node.port), ...args]);
-      assert.equal(result.code, 0, result.stderr);
-      return result.stdout;
-    };
     await cli(a, 'CLUSTER', 'ADDSLOTSRANGE', '0', '5460');
     await cli(b, 'CLUSTER', 'ADDSLOTSRANGE', '5461', '10922');
     // 16284-16383 stay unassigned.
@@ -312,11 +314,6 @@ describe('a cluster with a master that holds no slots', () => {
   before(async () => {
     nodes = await Promise.all([0, 1, 2].map(() => startClusterNode()));
     const [a, b, c] = nodes as [RedisServer, RedisServer, RedisServer];
-    const cli = async (node: RedisServer, ...args: string[]) => {
-      const result = await exec('redis-cli', ['-p', String(node.port), ...args]);
-      assert.equal(result.code, 0, result.stderr);
-      return result.stdout;
-    };
     // Every slot on a and b; c joins as a master with none (a node added, not yet rebalanced).
     await cli(a, 'CLUSTER', 'ADDSLOTSRANGE', '0', '8191');
     await cli(b, 'CLUSTER', 'ADDSLOTSRANGE', '8192', '16383');

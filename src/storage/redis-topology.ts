@@ -19,9 +19,9 @@ import {
 } from './redis.js';
 
 /*
- * Health checks of Redis beyond one server, with node-redis's own clients for them:
- * createCluster (slot map discovery, per-node clients, routing by key) and createSentinel
- * (master resolution through the sentinels). bansho routes nothing itself.
+ * Health checks of Redis beyond one server: a cluster's masters as CLUSTER NODES lists them,
+ * each checked as a single server, with node-redis's cluster client for the routed write
+ * probe; and node-redis's sentinel client for master resolution. bansho routes nothing itself.
  */
 
 /**
@@ -133,13 +133,13 @@ export function createRedisCluster(options: RedisClientOptions = {}): RedisClust
   return cluster;
 }
 
-/** A cluster master as the check saw it; `checks.redis.topology.nodes[]` in --json. */
+/** A cluster master as the check saw it (every one CLUSTER NODES lists); `checks.redis.topology.nodes[]` in --json. */
 export interface ClusterNodeReport {
   /** "host:port". */
   node: string;
   role: 'master';
   status: 'pass' | 'fail';
-  /** Its slot ranges: "0-5460". */
+  /** Its slot ranges: "0-5460"; empty for a master that holds no slots. */
   slots: string;
   latencyMs?: number;
   /** Why it failed: a failure code and message. */

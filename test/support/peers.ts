@@ -88,23 +88,12 @@ export function startGarbagePeer(bytes: string | Uint8Array): Promise<FakePeer> 
 export function startRedisErrorPeer(errorLine: string): Promise<FakePeer> {
   // A CR or LF inside would end the error early and desynchronise the client.
   const reply = `-${errorLine.replace(/[\r\n]+/g, ' ')}\r\n`;
-  return listenPeer((socket) => {
-    let pending = Buffer.alloc(0);
-    socket.on('data', (chunk: Buffer) => {
-      pending = Buffer.concat([pending, chunk]);
-      let consumed: number | undefined = takeRespCommand(pending);
-      while (consumed !== undefined) {
-        pending = pending.subarray(consumed);
-        socket.write(reply);
-        consumed = takeRespCommand(pending);
-      }
-    });
-  });
+  return startRedisScriptedPeer(() => reply);
 }
 
 /**
  * Answers each RESP command with what `answer` returns for it (raw RESP, e.g. "+PONG\r\n"),
- * parsing the pipelined stream as startRedisErrorPeer does; the command's name comes
+ * parsing the pipelined stream, so that each complete command gets its own reply; the command's name comes
  * upper-cased, its arguments as sent. For servers a real redis-server cannot play, such as
  * one that predates HELLO.
  */
