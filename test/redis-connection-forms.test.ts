@@ -15,11 +15,13 @@ import { assertExit, type CliResult, emptyDir, parseJson, runCli } from './suppo
 import {
   type RedisCluster,
   type RedisSentinel,
+  startClusterNode,
   startRedisCluster,
   startSentinel,
 } from './support/redis-topology.js';
 import {
   type ClientCertificate,
+  freePort,
   makeClientCertificate,
   makeTlsFiles,
   type RedisServer,
@@ -357,5 +359,72 @@ describe('rediss:// with ssl_ca_certs on a TLS cluster and a TLS master behind a
       parseJson(result).checks.redis?.details?.find((detail) => detail.name === 'role')?.status,
       'pass',
     );
+  });
+});
+
+describe('a cluster node reached by its Unix socket', () => {
+  /** A cluster node on a Unix socket and a TCP port (cluster nodes need one), every slot its own. */
+  let alone: RedisServer;
+  /** Another such node, joined with `peer` (TCP only); the slots split between them. */
+  let joined: RedisServer;
+  let peer: RedisServer;
+  // Cluster nodes need a TCP port, for their bus, even when clients use the socket.
+  const socketClusterNode = async () =>
+    startRedis({
+      unixSocket: true,
+      args: [
+        '--port',
+        String(await freePort()),
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        'nodes.conf',
+      ],
+    });
+  const socketCli = async (server: RedisServer, ...args: string[]) =>
+    (await run('redis-cli', ['-s', server.socketPath ?? '', ...args])).stdout;
+  const waitForState = async (server: RedisServer) => {
+    for (let attempt = 0; attempt < 150; attempt++) {
+      const [info, nodes] = await Promise.all([
+        socketCli(server, 'CLUSTER', 'INFO'),
+        socketCli(server, 'CLUSTER', 'NODES'),
+      ]);
+      if (info.includes('cluster_state:ok') && !nodes.includes('handshake')) return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error('cluster_state never became ok');
+  };
+  before(async () => {
+    [alone, joined, peer] = await Promise.all([socketClusterNode(), socketClusterNode(), startClusterNode()]);
+    await socketCli(alone, 'CLUSTER', 'ADDSLOTSRANGE', '0', '16383');
+    await socketCli(joined, 'CLUSTER', 'ADDSLOTSRANGE', '0', '8191');
+    await run('redis-cli', ['-p', String(peer.port), 'CLUSTER', 'ADDSLOTSRANGE', '8192', '16383']);
+    await socketCli(joined, 'CLUSTER', 'MEET', '127.0.0.1', String(peer.port));
+    await Promise.all([waitForState(alone), waitForState(joined)]);
+  });
+  after(async () => {
+    await Promise.all([alone?.stop(), joined?.stop(), peer?.stop()]);
+  });
+
+  test('joined with another: the cluster is checked through it, the write routed over TCP', async () => {
+    const result = await runCli(['ping-redis', '--json', '--redis-url', joined.url]);
+    assertExit(result, 0);
+    const check = parseJson(result).checks.redis;
+    assert.equal(check?.message, 'cluster of 2 masters');
+    assert.equal(check?.details?.find((detail) => detail.name === 'write')?.status, 'pass');
+  });
+
+  test('alone, it knows no TCP address of its own: the write is not checked, and says why', async () => {
+    const result = await runCli(['ping-redis', '--json', '--redis-url', alone.url]);
+    assertExit(result, 0);
+    const check = parseJson(result).checks.redis;
+    assert.equal(check?.message, 'cluster of 1 master');
+    const write = check?.details?.find((detail) => detail.name === 'write');
+    assert.equal(write?.status, 'warn');
+    assert.match(write?.observed ?? '', /no master has a TCP address/);
+    const eviction = check?.details?.find((detail) => detail.name === 'eviction') as
+      | { node?: string }
+      | undefined;
+    assert.equal(eviction?.node, alone.socketPath);
   });
 });

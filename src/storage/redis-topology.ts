@@ -4,7 +4,7 @@ import type { CheckDetail } from '../checks.js';
 import { displayAddress, type RedisNode, type RedisTarget } from '../config.js';
 import { startDeadline } from '../deadline.js';
 import { BanshoError } from '../errors.js';
-import { failed, passed, throwOnFailedDetail } from '../sub-checks/detail.js';
+import { failed, passed, throwOnFailedDetail, warned } from '../sub-checks/detail.js';
 import { UNCACHED } from '../sub-checks/redis.js';
 import { errorChain } from './network-errors.js';
 import {
@@ -229,7 +229,9 @@ export function parseClusterMasters(text: string, seedHost: string): ClusterMast
     const port = Number(match[2]);
     // "[slot->-id]" and "[slot-<-id]" are slots being migrated, not held.
     const slots = slotFields.filter((field) => /^\d+(-\d+)?$/.test(field)).join(',');
-    masters.push({ host, port, address: displayAddress({ host, port }), slots, myself });
+    // A Unix socket path stands in as itself: it has no port to show.
+    const address = host.startsWith('/') ? host : displayAddress({ host, port });
+    masters.push({ host, port, address, slots, myself });
   }
   return masters;
 }
@@ -277,13 +279,15 @@ async function checkClusterFrom(
   seedTargets: readonly RedisTarget[],
   options: RedisCheckOptions,
 ): Promise<RedisTopologyProbe> {
+  // What node-redis's cluster client emits, for a failed connect: "all the root nodes are unavailable" hides why.
+  const clusterErrors: unknown[] = [];
   const makeCluster = (nodes: readonly RedisNode[], timeoutMs: number) => {
     const client = createCluster({
       rootNodes: nodes.map((node) => ({ socket: { host: node.host, port: node.port } })),
       defaults: nodeOptions(target, timeoutMs),
       minimizeConnections: true,
     });
-    client.on('error', () => {});
+    client.on('error', (error: unknown) => clusterErrors.push(error));
     return client;
   };
   // Built before the clock starts, as the drivers are loaded before it (src/probes.ts): node-redis
@@ -382,11 +386,24 @@ async function checkClusterFrom(
           .map(({ name: detailName, ...rest }) => ({ name: detailName, node: master.address, ...rest })),
       ),
     );
-    if (options.write && [...details, ...perMaster].every((detail) => detail.status !== 'fail')) {
+    // A Unix-socket seed that has met no other node knows no TCP address of its own to route through.
+    const routable = masters.filter((master) => !master.host.startsWith('/'));
+    const writable = [...details, ...perMaster].every((detail) => detail.status !== 'fail');
+    if (options.write && writable && !cluster && routable.length === 0) {
+      details.push(
+        warned(
+          'write',
+          'not checked: no master has a TCP address to route a write through',
+          'a cluster node that has met no other has no address of its own in CLUSTER NODES: check it by its redis:// URL',
+        ),
+      );
+    } else if (options.write && writable) {
       deadline.phase = 'writing a probe key';
       // Seeded from the masters CLUSTER NODES gave when the seed was a Unix socket.
-      cluster ??= makeCluster(masters, remaining());
-      await deadline.race(cluster.connect());
+      cluster ??= makeCluster(routable, remaining());
+      await deadline.race(cluster.connect()).catch((error: unknown) => {
+        throw isDeadlineError(error) ? error : classifyRedisError(clusterErrors.at(-1) ?? error, target);
+      });
       const key = `bansho:probe:${randomUUID(UNCACHED)}`;
       await deadline.race(cluster.sendCommand(key, false, ['SET', key, '1', 'PX', '1000']));
       details.push(passed('write', 'set a key expiring in 1s through the cluster client'));
