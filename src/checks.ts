@@ -19,8 +19,13 @@ export interface CheckError {
  * server and what the operator should do about it; the shape of `checks.<name>.details[]`.
  */
 export interface CheckDetail {
-  /** Stable name, unique within its check. */
+  /** Stable name, unique within its check (with `node`, within that node's sub-checks). */
   name: string;
+  /**
+   * The server this sub-check judged ("host:port"), when the check covers several: each
+   * master of a Redis Cluster, the master a sentinel named. Absent for a single server.
+   */
+  node?: string;
   status: CheckStatus;
   /** What was seen, in words: "maxmemory 100mb, policy allkeys-lru". */
   observed: string;
@@ -117,9 +122,14 @@ export async function runCheck(
 function detailError(detail: CheckDetail): CheckError {
   return {
     code: detail.code ?? 'unexpected',
-    message: `${detail.name}: ${detail.observed}`,
+    message: `${detailSubject(detail)}: ${detail.observed}`,
     hint: detail.hint ?? '',
   };
+}
+
+/** A sub-check as a failure message names it: "eviction", or "eviction on 10.0.0.1:7000". */
+export function detailSubject(detail: Pick<CheckDetail, 'name' | 'node'>): string {
+  return detail.node === undefined ? detail.name : `${detail.name} on ${detail.node}`;
 }
 
 function worstStatus(statuses: readonly CheckStatus[]): CheckStatus {

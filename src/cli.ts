@@ -33,7 +33,9 @@ function variablesHelp(needs: { redis: boolean; postgres: boolean }): string {
   if (needs.redis)
     lines.push(
       '  REDIS_URL     redis://[[user]:password@]host[:port][/db] or rediss://…  (default redis://127.0.0.1:6379);',
-      '                several comma-separated for a cluster; redis+sentinel://host:port[,…]/<master>',
+      '                several comma-separated for a cluster; redis+sentinel://host:port[,…]/<master>;',
+      '                unix://[[user]:password@]/path/to/redis.sock[?db=N]; rediss:// takes',
+      '                ?ssl_ca_certs=<ca.pem>&ssl_certfile=<client.crt>&ssl_keyfile=<client.key>',
     );
   if (needs.postgres)
     lines.push(

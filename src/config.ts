@@ -1,3 +1,4 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parse as parseDotenv } from 'dotenv';
 import { parseDuration } from './duration.js';
@@ -34,9 +35,17 @@ export type Env = Readonly<Record<string, string | undefined>>;
 export interface RedisTarget {
   /** The URL as shown to people: password masked. */
   display: string;
+  /** With `path`: the socket path too, for messages. */
   host: string;
+  /** With `path`: 0. */
   port: number;
+  /** unix://: the Unix-domain socket to connect to instead of host and port. */
+  path?: string;
   tls: boolean;
+  /** rediss:// only: the TLS files the URL names (ssl_ca_certs, ssl_certfile, ssl_keyfile). */
+  tlsFiles?: RedisTlsFiles;
+  /** Their contents, read once before any connection by `readRedisTlsFiles`. */
+  tlsPem?: { ca?: string; cert?: string; key?: string };
   username?: string;
   password?: string;
   /** Logical database selected after connect (the URL's path). */
@@ -53,6 +62,18 @@ export interface RedisTarget {
 export interface RedisNode {
   host: string;
   port: number;
+}
+
+/** Paths of PEM files named by a rediss:// URL, as redis-py names its query parameters. */
+export interface RedisTlsFiles {
+  /** ssl_ca_certs: the CA certificates that verify the server's certificate, instead of Node's. */
+  caCerts?: string;
+  /** ssl_certfile: a client certificate, for servers that require one (tls-auth-clients yes). */
+  certFile?: string;
+  /** ssl_keyfile: the client certificate's private key, unencrypted. */
+  keyFile?: string;
+  /** Where the URL came from (`REDIS_URL`, `--redis-url`), for messages. */
+  source: string;
 }
 
 export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
@@ -267,7 +288,7 @@ export function displayAddress(node: { host: string; port: number }): string {
 }
 
 const REDIS_SHAPE =
-  'redis://[[user]:password@]host[:port][/db] or rediss://…, several of them comma-separated (cluster seeds), or redis+sentinel://[[user]:password@]host:port[,host:port…]/master';
+  'redis://[[user]:password@]host[:port][/db] or rediss://…, several of them comma-separated (cluster seeds), redis+sentinel://[[user]:password@]host:port[,host:port…]/master, or unix://[[user]:password@]/path/to/redis.sock[?db=N]';
 
 /**
  * REDIS_URL in any of its forms: one URL; comma-separated URLs, the seeds of a Redis Cluster
@@ -277,11 +298,16 @@ const REDIS_SHAPE =
 export function parseRedisTarget(setting: Setting): RedisTarget {
   const value = setting.value.trim();
   if (/^rediss?\+sentinel:/i.test(value)) return parseSentinelUrl(setting);
+  // A comma may be part of a socket path; a comma before another URL makes a list of seeds.
+  if (/^unix:/i.test(value) && !/,\s*[a-z][a-z0-9+.-]*:\/\//i.test(value)) return parseUnixUrl(setting);
   if (!value.includes(',')) return parseRedisUrl(setting);
   const nodes = value.split(',').map((entry, index) => {
+    const source = `${setting.source} (seed ${index + 1})`;
     if (entry.trim() === '')
       throw configError(`${setting.source} has an empty URL in its list of cluster seeds`);
-    return parseRedisUrl({ value: entry.trim(), source: `${setting.source} (seed ${index + 1})` });
+    if (/^unix:/i.test(entry.trim()))
+      throw configError(`${source} is a Unix socket: a cluster's seeds are redis:// or rediss:// URLs`);
+    return parseRedisUrl({ value: entry.trim(), source });
   });
   const [first] = nodes as [RedisTarget, ...RedisTarget[]];
   for (const node of nodes) {
@@ -294,15 +320,24 @@ export function parseRedisTarget(setting: Setting): RedisTarget {
     }
     if (node.database !== 0)
       throw configError(`${setting.source} names database ${node.database}: a cluster has only database 0`);
+    if (node.tlsFiles && !sameTlsFiles(node.tlsFiles, first.tlsFiles)) {
+      throw configError(
+        `${setting.source} gives its seeds different TLS files: a cluster has one set, give it on the first`,
+      );
+    }
   }
   const seeds = nodes.map((node) => ({ host: node.host, port: node.port }));
   const scheme = first.tls ? 'rediss' : 'redis';
   const userinfo = redisUserinfo(first.username, first.password);
   return {
     ...first,
-    display: `${scheme}://${userinfo}${seeds.map(displayAddress).join(',')}`,
+    display: `${scheme}://${userinfo}${seeds.map(displayAddress).join(',')}${tlsQuery(first.tlsFiles)}`,
     seeds,
   };
+}
+
+function sameTlsFiles(a: RedisTlsFiles, b: RedisTlsFiles | undefined): boolean {
+  return a.caCerts === b?.caCerts && a.certFile === b?.certFile && a.keyFile === b?.keyFile;
 }
 
 /** "user:***@", ":***@", "user@" or "": how a Redis URL's credentials are shown. */
@@ -315,10 +350,12 @@ function redisUserinfo(username: string | undefined, password: string | undefine
 const SENTINEL_SHAPE = 'redis+sentinel://[[user]:password@]host:port[,host:port…]/master-name';
 
 function parseSentinelUrl(setting: Setting): RedisTarget {
-  const match = /^(rediss?)\+sentinel:\/\/(?:([^/?#@]*)@)?([^/?#@]*)(\/[^?#]*)?$/i.exec(setting.value.trim());
+  const match = /^(rediss?)\+sentinel:\/\/(?:([^/?#@]*)@)?([^/?#@]*)(\/[^?#]*)?(\?[^#]*)?$/i.exec(
+    setting.value.trim(),
+  );
   if (!match) throw configError(`${setting.source} is not a valid sentinel URL: expected ${SENTINEL_SHAPE}`);
-  const [, scheme = 'redis', userinfo = '', list = '', path = ''] = match;
-  if (path.includes('@')) throw atAfterHost(setting);
+  const [, scheme = 'redis', userinfo = '', list = '', path = '', query = ''] = match;
+  if (path.includes('@') || query.includes('@')) throw atAfterHost(setting);
   const masterName = decodePart(path.replace(/^\//, ''), 'master name', setting);
   if (masterName === '' || masterName.includes('/')) {
     throw configError(`${setting.source} names no master: expected ${SENTINEL_SHAPE}`);
@@ -328,18 +365,19 @@ function parseSentinelUrl(setting: Setting): RedisTarget {
     const one = parseUrl({ value: `redis://${entry}`, source: setting.source }, SENTINEL_SHAPE, ['redis']);
     return { host: parseHost(one, setting), port: parsePort(one, setting, 26379) };
   });
-  // The credentials are the master's (and its replicas'): sentinels commonly have none.
+  // The credentials and TLS files are the master's (and its replicas'): sentinels commonly have none.
   const credentials = parseRedisUrl({
-    value: `${scheme.toLowerCase()}://${userinfo ? `${userinfo}@` : ''}placeholder`,
+    value: `${scheme.toLowerCase()}://${userinfo ? `${userinfo}@` : ''}placeholder${query}`,
     source: setting.source,
   });
   const [first] = sentinels as [RedisNode, ...RedisNode[]];
   const shownUser = redisUserinfo(credentials.username, credentials.password);
   return {
-    display: `${scheme.toLowerCase()}+sentinel://${shownUser}${sentinels.map(displayAddress).join(',')}/${encodeURIComponent(masterName)}`,
+    display: `${scheme.toLowerCase()}+sentinel://${shownUser}${sentinels.map(displayAddress).join(',')}/${encodeURIComponent(masterName)}${tlsQuery(credentials.tlsFiles)}`,
     host: first.host,
     port: first.port,
     tls: credentials.tls,
+    ...(credentials.tlsFiles ? { tlsFiles: credentials.tlsFiles } : {}),
     ...(credentials.username === undefined ? {} : { username: credentials.username }),
     ...(credentials.password === undefined ? {} : { password: credentials.password }),
     database: 0,
@@ -357,19 +395,119 @@ export function parseRedisUrl(setting: Setting): RedisTarget {
       `${setting.source} has path ${quoteTyped(`/${path}`)}: expected a database number such as /0`,
     );
   }
-  const firstParam = [...url.searchParams.keys()][0];
-  if (firstParam !== undefined) {
-    throw configError(`${setting.source} has unsupported query parameter ${quoteTyped(firstParam)}`);
-  }
+  const tls = url.protocol === 'rediss:';
+  const tlsFiles = parseTlsParams(url.searchParams, tls, setting);
   const username = url.username === '' ? undefined : decodePart(url.username, 'user name', setting);
   const password = url.password === '' ? undefined : decodePart(url.password, 'password', setting);
   const database = path === '' ? 0 : Number(path);
   const userinfo = redisUserinfo(username, password);
   return {
-    display: `${url.protocol}//${userinfo}${displayHost(host)}:${port}${path === '' ? '' : `/${database}`}`,
+    display: `${url.protocol}//${userinfo}${displayHost(host)}:${port}${path === '' ? '' : `/${database}`}${tlsQuery(tlsFiles)}`,
     host,
     port,
-    tls: url.protocol === 'rediss:',
+    tls,
+    ...(tlsFiles ? { tlsFiles } : {}),
+    ...(username === undefined ? {} : { username }),
+    ...(password === undefined ? {} : { password }),
+    database,
+  };
+}
+
+/** redis-py's names for the TLS files, and the field of RedisTlsFiles each fills. */
+const TLS_PARAMS = [
+  ['ssl_ca_certs', 'caCerts'],
+  ['ssl_certfile', 'certFile'],
+  ['ssl_keyfile', 'keyFile'],
+] as const;
+/** Also taken: ssl_cert_reqs=required, which Celery insists on; bansho always verifies. */
+const REDIS_PARAMS = [...TLS_PARAMS.map(([param]) => param), 'ssl_cert_reqs'];
+
+/** The TLS parameters of a redis:// or rediss:// URL; anything else in the query is refused. */
+function parseTlsParams(params: URLSearchParams, tls: boolean, setting: Setting): RedisTlsFiles | undefined {
+  for (const key of new Set(params.keys())) {
+    if (!REDIS_PARAMS.includes(key)) {
+      throw configError(
+        `${setting.source} has unsupported query parameter ${quoteTyped(key)} (supported: ${REDIS_PARAMS.join(', ')})`,
+      );
+    }
+    if (params.getAll(key).length > 1) throw configError(`${setting.source} gives ${key} more than once`);
+    if (!tls) throw configError(`${setting.source} has ${key}, which only a rediss:// URL takes`);
+  }
+  const certReqs = params.get('ssl_cert_reqs');
+  if (certReqs !== null && !/^(cert_)?required$/i.test(certReqs)) {
+    throw configError(
+      `${setting.source} has ssl_cert_reqs ${quoteTyped(certReqs)}: bansho always verifies the server's certificate (give its CA with ssl_ca_certs), so only "required" is taken`,
+    );
+  }
+  const files: RedisTlsFiles = { source: setting.source };
+  for (const [param, field] of TLS_PARAMS) {
+    const value = params.get(param);
+    if (value === '') throw configError(`${setting.source} has an empty ${param}`);
+    if (value !== null) files[field] = value;
+  }
+  if ((files.certFile === undefined) !== (files.keyFile === undefined)) {
+    throw configError(
+      `${setting.source} has ${files.certFile === undefined ? 'ssl_keyfile without ssl_certfile' : 'ssl_certfile without ssl_keyfile'}: a client certificate needs both`,
+    );
+  }
+  return files.caCerts === undefined && files.certFile === undefined ? undefined : files;
+}
+
+/** The TLS files as they are shown in a target: "?ssl_ca_certs=/etc/ca.pem". */
+function tlsQuery(files: RedisTlsFiles | undefined): string {
+  if (!files) return '';
+  const shown = TLS_PARAMS.flatMap(([param, field]) =>
+    files[field] === undefined ? [] : [`${param}=${files[field]}`],
+  );
+  return `?${shown.join('&')}`;
+}
+
+const UNIX_SHAPE = 'unix://[[user]:password@]/path/to/redis.sock[?db=N][&password=…]';
+const UNIX_PARAMS = ['db', 'password'];
+
+/**
+ * unix://, as redis-py and node-redis write it: the socket's absolute path, credentials in
+ * the userinfo (`unix://:password@/path`) or redis-py's `?password=`, the database as `?db=N`.
+ */
+function parseUnixUrl(setting: Setting): RedisTarget {
+  // The userinfo runs to the last `@` before the path, so that an unencoded `@` in a password still parses.
+  const match = /^unix:\/\/(?:([^/?#]*)@)?(\/[^?#]*)(?:\?([^#]*))?$/i.exec(setting.value.trim());
+  if (!match) throw configError(`${setting.source} is not a valid unix:// URL: expected ${UNIX_SHAPE}`);
+  const [, userinfo, rawPath = '', query = ''] = match;
+  const path = decodePart(rawPath, 'socket path', setting);
+  if (path === '/' || path.endsWith('/')) {
+    throw configError(`${setting.source} names a directory, not a socket: expected ${UNIX_SHAPE}`);
+  }
+  const params = new URLSearchParams(query);
+  for (const key of new Set(params.keys())) {
+    if (!UNIX_PARAMS.includes(key)) {
+      throw configError(
+        `${setting.source} has unsupported query parameter ${quoteTyped(key)} (supported: ${UNIX_PARAMS.join(', ')})`,
+      );
+    }
+    if (params.getAll(key).length > 1) throw configError(`${setting.source} gives ${key} more than once`);
+  }
+  const db = params.get('db');
+  if (db !== null && !/^\d{1,9}$/.test(db)) {
+    throw configError(`${setting.source} has db ${quoteTyped(db)}: expected a database number such as ?db=0`);
+  }
+  const colon = userinfo === undefined ? -1 : userinfo.indexOf(':');
+  const rawUser = userinfo === undefined ? '' : colon === -1 ? userinfo : userinfo.slice(0, colon);
+  const rawPassword = userinfo === undefined || colon === -1 ? '' : userinfo.slice(colon + 1);
+  const username = rawUser === '' ? undefined : decodePart(rawUser, 'user name', setting);
+  let password = rawPassword === '' ? undefined : decodePart(rawPassword, 'password', setting);
+  const queryPassword = params.get('password');
+  if (queryPassword !== null && password !== undefined) {
+    throw configError(`${setting.source} gives a password twice, before the path and as ?password=`);
+  }
+  if (queryPassword) password = queryPassword;
+  const database = db === null ? 0 : Number(db);
+  return {
+    display: `unix://${redisUserinfo(username, password)}${path}${db === null ? '' : `?db=${database}`}`,
+    host: path,
+    port: 0,
+    path,
+    tls: false,
     ...(username === undefined ? {} : { username }),
     ...(password === undefined ? {} : { password }),
     database,
@@ -491,6 +629,7 @@ export function readEnvFile(explicitPath: string | undefined, cwd: string): Env 
 
 /** Reads the files the configuration names (the CA for sslrootcert), before any connection. */
 export function readConfigFiles(config: Config): void {
+  if (config.redis) readRedisTlsFiles(config.redis);
   const target = config.postgres;
   if (!target?.sslRootCert) return;
   try {
@@ -505,4 +644,51 @@ export function readConfigFiles(config: Config): void {
       `POSTGRES_DSN's sslrootcert ${quoteTyped(target.sslRootCert)} holds no PEM certificate`,
     );
   }
+}
+
+/**
+ * Reads and checks the PEM files a rediss:// target names (only such a target names any), so
+ * that a missing or malformed file is a configuration error before any connection, naming its
+ * parameter and path, never the URL. Fills `target.tlsPem`.
+ */
+export function readRedisTlsFiles(target: RedisTarget): void {
+  const files = target.tlsFiles;
+  if (!files || target.tlsPem) return;
+  const named = (param: string, path: string) => `${files.source}'s ${param} ${JSON.stringify(path)}`;
+  const read = <T>(param: string, path: string, kind: string, parse: (pem: string) => T) => {
+    let pem: string;
+    try {
+      pem = readFileSync(path, 'utf8');
+    } catch (error) {
+      throw configError(
+        `${named(param, path)} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
+    }
+    if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(pem)) {
+      throw configError(
+        `${named(param, path)} is encrypted: bansho takes an unencrypted key (openssl pkey -in key.pem -out plain.pem)`,
+      );
+    }
+    try {
+      return { pem, parsed: parse(pem) };
+    } catch {
+      throw configError(`${named(param, path)} holds no PEM ${kind}`);
+    }
+  };
+  const pem: NonNullable<RedisTarget['tlsPem']> = {};
+  if (files.caCerts !== undefined) {
+    pem.ca = read('ssl_ca_certs', files.caCerts, 'certificate', (text) => new X509Certificate(text)).pem;
+  }
+  if (files.certFile !== undefined && files.keyFile !== undefined) {
+    const cert = read('ssl_certfile', files.certFile, 'certificate', (text) => new X509Certificate(text));
+    const key = read('ssl_keyfile', files.keyFile, 'private key', (text) => createPrivateKey(text));
+    if (!cert.parsed.checkPrivateKey(key.parsed)) {
+      throw configError(
+        `${named('ssl_keyfile', files.keyFile)} is not the key of ssl_certfile ${JSON.stringify(files.certFile)}`,
+      );
+    }
+    pem.cert = cert.pem;
+    pem.key = key.pem;
+  }
+  target.tlsPem = pem;
 }

@@ -13,6 +13,7 @@ export type FailureCode =
   | 'read_only'
   | 'too_many_connections'
   | 'protocol'
+  | 'connection_closed'
   | 'server_error'
   | 'schema_mismatch'
   | 'schema_newer'
@@ -61,7 +62,7 @@ const HINTS: Record<FailureCode, Partial<Record<Service | 'any', string>>> = {
   },
   tls: {
     redis:
-      "check rediss:// against the server's TLS port, and that its certificate is trusted (NODE_EXTRA_CA_CERTS)",
+      "check rediss:// against the server's TLS port, and that its certificate chains to the CA of REDIS_URL's ssl_ca_certs (or to one Node trusts)",
     postgres:
       "check sslmode and sslrootcert in POSTGRES_DSN against the server's ssl setting and certificate",
   },
@@ -88,6 +89,11 @@ const HINTS: Record<FailureCode, Partial<Record<Service | 'any', string>>> = {
     redis: 'the peer does not speak Redis: does the port in REDIS_URL belong to another service?',
     postgres: 'the peer does not speak PostgreSQL: does the port in POSTGRES_DSN belong to another service?',
   },
+  connection_closed: {
+    redis:
+      'the server (or a proxy before it) hung up after it had answered: look in its log for a CLIENT KILL, a restart or shutdown, a timeout or client limit of a proxy; retry with --wait',
+    any: 'the server hung up after it had answered: look in its log for why, and retry with --wait',
+  },
   server_error: {
     redis: "the server answered the check with an error: read its message, and the server's log",
     postgres: "the server answered the check with an error: read its message, and the server's log",
@@ -108,7 +114,8 @@ const HINTS: Record<FailureCode, Partial<Record<Service | 'any', string>>> = {
       'the role of POSTGRES_DSN lacks a privilege bansho needs: GRANT it, or connect as the table owner',
   },
   unsupported_version: {
-    redis: 'the server is older than bansho supports: upgrade it',
+    redis:
+      "bansho and the gateway's client (node-redis, as createRedisClient makes it) speak RESP3, which needs Redis 6 or newer: upgrade the server, or connect past a proxy that does not speak RESP3",
     postgres: 'bansho needs PostgreSQL 13 or newer (for the built-in gen_random_uuid()): upgrade the server',
   },
   interrupted: { any: 'the command was interrupted by a signal' },

@@ -107,15 +107,25 @@ function renderHuman(report: Report, paint: ChalkInstance, verbose: boolean): st
   return `${lines.join('\n')}\n`;
 }
 
-/** One line per sub-check under its check ("pass  role      master"), and its hint below it. */
+/**
+ * One line per sub-check under its check ("pass  role      master"; with a node, "pass
+ * eviction  10.0.0.1:7000  no maxmemory"), and its hint below it.
+ */
 function renderDetails(details: readonly CheckDetail[], indent: string, paint: ChalkInstance): string[] {
   const colour = { pass: paint.green, warn: paint.yellow, fail: paint.red } as const;
   const width = Math.max(0, ...details.map((detail) => detail.name.length));
+  const nodeWidth = Math.max(0, ...details.map((detail) => detail.node?.length ?? 0));
   const hintIndent = `${indent}${' '.repeat(width + 8)}`;
-  return details.flatMap((detail) => [
-    `${indent}${colour[detail.status](detail.status)}  ${detail.name.padEnd(width)}  ${detail.observed}`,
-    ...(detail.hint === undefined ? [] : [`${hintIndent}${paint.dim(`hint: ${detail.hint}`)}`]),
-  ]);
+  // A cluster's masters often share a hint: it is shown once per sub-check, not once per node.
+  const shownHints = new Set<string>();
+  return details.flatMap((detail) => {
+    const repeated = detail.node !== undefined && shownHints.has(`${detail.name}\n${detail.hint}`);
+    shownHints.add(`${detail.name}\n${detail.hint}`);
+    return [
+      `${indent}${colour[detail.status](detail.status)}  ${detail.name.padEnd(width)}  ${detail.node === undefined ? '' : `${detail.node.padEnd(nodeWidth)}  `}${detail.observed}`,
+      ...(detail.hint === undefined || repeated ? [] : [`${hintIndent}${paint.dim(`hint: ${detail.hint}`)}`]),
+    ];
+  });
 }
 
 function describe(check: CheckResult): string {

@@ -42,7 +42,8 @@ export async function redisCheck(config: Config, signal: AbortSignal): Promise<C
 
 /** One line for people: "cluster of 3 masters" or "master mymaster at 10.0.0.5:6379". */
 function describeTopology(topology: RedisTopology): string {
-  if (topology.kind === 'cluster') return `cluster of ${topology.nodes.length} masters`;
+  if (topology.kind === 'cluster')
+    return `cluster of ${topology.nodes.length} master${topology.nodes.length === 1 ? '' : 's'}`;
   return `master ${topology.master.name} at ${topology.master.node ?? 'unknown'}, from the sentinels`;
 }
 

@@ -6,6 +6,7 @@ import { parsePostgresDsn, parseRedisUrl } from '../src/config.js';
 import type { FailureCode } from '../src/errors.js';
 import { classifyPostgresError } from '../src/storage/postgres.js';
 import { classifyRedisError } from '../src/storage/redis.js';
+import { parseClusterMasters } from '../src/storage/redis-topology.js';
 
 // The drivers' own error classes, built as the drivers build them (shapes recorded from real
 // servers in the fault tests); here only the mapping to stable codes is pinned down.
@@ -46,6 +47,13 @@ describe('classifyRedisError', () => {
     ['maxclients', new ErrorReply('ERR max number of clients reached'), 'too_many_connections'],
     ['DB index', new ErrorReply('ERR DB index is out of range'), 'unknown_database'],
     ['another error reply', new ErrorReply('ERR unknown command'), 'server_error'],
+    [
+      'HELLO unknown (Redis 5)',
+      new ErrorReply('ERR unknown command `HELLO`, with args beginning with: `3`, '),
+      'unsupported_version',
+    ],
+    ['HELLO unknown (Redis 4)', new ErrorReply("ERR unknown command 'HELLO'"), 'unsupported_version'],
+    ['NOPROTO', new ErrorReply('NOPROTO unsupported protocol version'), 'unsupported_version'],
     ['ECONNREFUSED', systemError('ECONNREFUSED'), 'connection_refused'],
     ['ENOTFOUND', systemError('ENOTFOUND', 'getaddrinfo ENOTFOUND nonexistent.invalid'), 'dns'],
     ['EAI_AGAIN', systemError('EAI_AGAIN'), 'dns'],
@@ -69,6 +77,19 @@ describe('classifyRedisError', () => {
       assert.ok(!classified.message.includes('pw@'), classified.message);
     });
   }
+  test('a connection closed or reset after the server answered is connection_closed; garbage stays protocol', () => {
+    for (const error of [new SocketClosedUnexpectedlyError(), systemError('ECONNRESET', 'read ECONNRESET')]) {
+      assert.equal(classifyRedisError(error, plainRedisTarget, { answered: true }).code, 'connection_closed');
+      assert.equal(classifyRedisError(error, plainRedisTarget).code, 'protocol');
+    }
+    assert.equal(
+      classifyRedisError(new Error('Protocol error, got "H" as reply type byte'), plainRedisTarget, {
+        answered: true,
+      }).code,
+      'protocol',
+    );
+  });
+
   test('a connection closed on a plain URL suggests rediss://', () => {
     assert.match(
       classifyRedisError(new SocketClosedUnexpectedlyError(), plainRedisTarget).message,
@@ -136,5 +157,41 @@ describe('classifyPostgresError', () => {
       pgTarget,
     );
     assert.equal(classified.message, 'FATAL 3D000: database "db" does not exist');
+  });
+});
+
+describe('parseClusterMasters', () => {
+  test('every master of CLUSTER NODES, slotless ones too; replicas, handshakes and migrating slots left out', () => {
+    const text = [
+      'a1 10.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460 [5461->-b2]',
+      'b2 10.0.0.2:7000@17000,cache-b master - 0 1 2 connected 5461-10922 16000',
+      'c3 10.0.0.3:7000@17000 master,fail - 0 1 3 disconnected 10923-15999 16001-16383',
+      'd4 10.0.0.4:7000@17000 master - 0 1 4 connected',
+      'e5 10.0.0.5:7000@17000 slave a1 0 1 1 connected',
+      'f6 10.0.0.6:7000@17000 handshake - 0 0 0 connected',
+      'g7 :0@0 master,noaddr - 0 0 0 disconnected',
+      'h8 [::1]:7001@17001 master - 0 1 5 connected',
+      '',
+    ].join('\n');
+    assert.deepEqual(parseClusterMasters(text, 'seed'), [
+      { host: '10.0.0.1', port: 7000, address: '10.0.0.1:7000', slots: '0-5460', myself: true },
+      { host: '10.0.0.2', port: 7000, address: '10.0.0.2:7000', slots: '5461-10922,16000', myself: false },
+      {
+        host: '10.0.0.3',
+        port: 7000,
+        address: '10.0.0.3:7000',
+        slots: '10923-15999,16001-16383',
+        myself: false,
+      },
+      { host: '10.0.0.4', port: 7000, address: '10.0.0.4:7000', slots: '', myself: false },
+      { host: '::1', port: 7001, address: '[::1]:7001', slots: '', myself: false },
+    ]);
+  });
+
+  test('a node that has met no other leaves its own address empty: the seed host stands in', () => {
+    assert.deepEqual(
+      parseClusterMasters('a1 :7000@17000 myself,master - 0 0 0 connected 0-16383\n', 'seed'),
+      [{ host: 'seed', port: 7000, address: 'seed:7000', slots: '0-16383', myself: true }],
+    );
   });
 });

@@ -380,3 +380,151 @@ describe('files', () => {
     assert.match(configErrorOf(() => readConfigFiles(missing)).message, /cannot be read \(ENOENT\)/);
   });
 });
+
+describe('REDIS_URL: unix:// and the TLS files of rediss://', () => {
+  test('unix://: the socket path, credentials in the userinfo or ?password=, the database as ?db=N', () => {
+    const forms: Array<
+      [string, { username?: string; password?: string; database: number; display: string }]
+    > = [
+      ['unix:///run/redis/redis.sock', { database: 0, display: 'unix:///run/redis/redis.sock' }],
+      [
+        'unix://:hunter2@/run/redis/redis.sock?db=3',
+        { password: 'hunter2', database: 3, display: 'unix://:***@/run/redis/redis.sock?db=3' },
+      ],
+      [
+        'unix:///run/redis/redis.sock?db=0&password=hunter2',
+        { password: 'hunter2', database: 0, display: 'unix://:***@/run/redis/redis.sock?db=0' },
+      ],
+      [
+        'unix://app:hun%40ter2@/run/redis/redis.sock',
+        {
+          username: 'app',
+          password: 'hun@ter2',
+          database: 0,
+          display: 'unix://app:***@/run/redis/redis.sock',
+        },
+      ],
+      [
+        'unix://app@/run/redis/redis.sock?password=hun%40ter2',
+        {
+          username: 'app',
+          password: 'hun@ter2',
+          database: 0,
+          display: 'unix://app:***@/run/redis/redis.sock',
+        },
+      ],
+      // An unencoded `@` in the password: the userinfo runs to the last `@` before the path.
+      [
+        'unix://:hun@ter2@/run/redis/redis.sock',
+        { password: 'hun@ter2', database: 0, display: 'unix://:***@/run/redis/redis.sock' },
+      ],
+    ];
+    for (const [url, expected] of forms) {
+      const { redis } = load({ redisUrl: url });
+      assert.equal(redis?.path, '/run/redis/redis.sock', url);
+      assert.equal(redis?.tls, false, url);
+      assert.equal(redis?.username, expected.username, url);
+      assert.equal(redis?.password, expected.password, url);
+      assert.equal(redis?.database, expected.database, url);
+      assert.equal(redis?.display, expected.display, url);
+    }
+  });
+
+  for (const [url, pattern] of [
+    ['unix://', /is not a valid unix:\/\/ URL: expected unix:\/\/\[\[user\]:password@\]\/path/],
+    ['unix://:hunter2@relative/redis.sock', /is not a valid unix:\/\/ URL/],
+    ['unix:///run/redis/?password=hunter2', /names a directory, not a socket/],
+    ['unix://:hunter2@/run/redis.sock?db=x', /has db "x": expected a database number/],
+    ['unix://:hunter2@/run/redis.sock?db=1&db=2', /gives db more than once/],
+    [
+      'unix://:hunter2@/run/redis.sock?timeout=1',
+      /unsupported query parameter "timeout" \(supported: db, password\)/,
+    ],
+    ['unix://:hunter2@/run/redis.sock?password=other', /gives a password twice/],
+    ['unix://:hunter2@/run/redis.sock?ssl_ca_certs=/ca.pem', /unsupported query parameter "ssl_ca_certs"/],
+    ['unix://:hunt%zz@/run/redis.sock', /has a password with invalid percent-encoding/],
+    ['unix://:hunter2@/run/redis.sock#frag', /is not a valid unix:\/\/ URL/],
+    ['unix:///run/redis.sock,redis://:hunter2@h2', /is a Unix socket: a cluster's seeds are redis:\/\//],
+    ['redis://:hunter2@h1,unix:///run/redis.sock', /\(seed 2\) is a Unix socket/],
+  ] as const) {
+    test(`refuses ${url} without echoing it`, () => {
+      const error = configErrorOf(() => load({ redisUrl: url }));
+      assert.match(error.message, pattern);
+      assert.ok(!error.message.includes('hunter2'), error.message);
+      assert.ok(!error.message.includes('hunt%zz'), error.message);
+    });
+  }
+
+  test("rediss:// takes redis-py's ssl_ca_certs, ssl_certfile, ssl_keyfile (and ssl_cert_reqs=required), shown in the target", () => {
+    const { redis } = load({
+      redisUrl:
+        'rediss://:pw@cache:6380/2?ssl_cert_reqs=required&ssl_ca_certs=/etc/ca.pem&ssl_certfile=/etc/c.crt&ssl_keyfile=/etc/c.key',
+    });
+    assert.deepEqual(redis?.tlsFiles, {
+      caCerts: '/etc/ca.pem',
+      certFile: '/etc/c.crt',
+      keyFile: '/etc/c.key',
+      source: '--redis-url',
+    });
+    assert.equal(
+      redis?.display,
+      'rediss://:***@cache:6380/2?ssl_ca_certs=/etc/ca.pem&ssl_certfile=/etc/c.crt&ssl_keyfile=/etc/c.key',
+    );
+    assert.equal(load({ redisUrl: 'rediss://cache' }).redis?.tlsFiles, undefined);
+  });
+
+  test("the TLS files of cluster seeds come from the first; of a sentinel URL, they are the master's", () => {
+    const seeds = load({ redisUrl: 'rediss://h1:7000?ssl_ca_certs=/ca.pem,rediss://h2:7000' }).redis;
+    assert.equal(seeds?.tlsFiles?.caCerts, '/ca.pem');
+    assert.equal(seeds?.display, 'rediss://h1:7000,h2:7000?ssl_ca_certs=/ca.pem');
+    const sentinel = load({ redisUrl: 'rediss+sentinel://:pw@s1:26379/mymaster?ssl_ca_certs=/ca.pem' }).redis;
+    assert.equal(sentinel?.tlsFiles?.caCerts, '/ca.pem');
+    assert.equal(sentinel?.display, 'rediss+sentinel://:***@s1:26379/mymaster?ssl_ca_certs=/ca.pem');
+  });
+
+  for (const [url, pattern] of [
+    ['redis://:hunter2@h?ssl_ca_certs=/ca.pem', /has ssl_ca_certs, which only a rediss:\/\/ URL takes/],
+    [
+      'redis+sentinel://:hunter2@s1/m?ssl_ca_certs=/ca.pem',
+      /has ssl_ca_certs, which only a rediss:\/\/ URL takes/,
+    ],
+    [
+      'rediss://:hunter2@h?ssl_certfile=/c.crt',
+      /has ssl_certfile without ssl_keyfile: a client certificate needs both/,
+    ],
+    ['rediss://:hunter2@h?ssl_keyfile=/c.key', /has ssl_keyfile without ssl_certfile/],
+    ['rediss://:hunter2@h?ssl_ca_certs=', /has an empty ssl_ca_certs/],
+    ['rediss://:hunter2@h?ssl_ca_certs=/a&ssl_ca_certs=/b', /gives ssl_ca_certs more than once/],
+    ['rediss://:hunter2@h?ssl_cert_reqs=none', /ssl_cert_reqs "none": bansho always verifies/],
+    [
+      'rediss://:hunter2@h?ssl_ca_path=/etc/ssl',
+      /unsupported query parameter "ssl_ca_path" \(supported: ssl_ca_certs/,
+    ],
+    [
+      'rediss://:hunter2@h1?ssl_ca_certs=/a,rediss://h2?ssl_ca_certs=/b',
+      /gives its seeds different TLS files: a cluster has one set, give it on the first/,
+    ],
+  ] as const) {
+    test(`refuses ${url.replace('hunter2', '***')} without echoing the password`, () => {
+      const error = configErrorOf(() => load({ redisUrl: url }));
+      assert.match(error.message, pattern);
+      assert.ok(!error.message.includes('hunter2'), error.message);
+    });
+  }
+
+  test('the TLS files are read only for a command that checks Redis, and then before any connection', () => {
+    const input: ConfigInput = {
+      options: {},
+      env: { REDIS_URL: 'rediss://h?ssl_ca_certs=/nonexistent/ca.pem' },
+      fileEnv: {},
+      isTTY: false,
+    };
+    readConfigFiles(loadConfig(input, { redis: false, postgres: true }));
+    const config = loadConfig(input, { redis: true, postgres: false });
+    assert.equal(config.redis?.tlsPem, undefined);
+    assert.match(
+      configErrorOf(() => readConfigFiles(config)).message,
+      /^REDIS_URL's ssl_ca_certs "\/nonexistent\/ca\.pem" cannot be read \(ENOENT\)$/,
+    );
+  });
+});

@@ -41,6 +41,8 @@ export function classifyNetworkError(
     const make = (failure: ConstructorParameters<typeof BanshoError>[0], text: string) =>
       new BanshoError(failure, text, { cause: error, service });
     if (code === 'ECONNREFUSED') return make('connection_refused', `connection refused by ${where}`);
+    // A Unix socket path where no socket is.
+    if (code === 'ENOENT') return make('connection_refused', `no socket at ${where} (ENOENT)`);
     if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME' || code === 'EAI_FAIL') {
       return make('dns', `host name of ${where} does not resolve (${code})`);
     }

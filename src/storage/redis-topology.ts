@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { isIP } from 'node:net';
-import { createCluster, createSentinel } from '@redis/client';
+import { createCluster, createSentinel, ErrorReply } from '@redis/client';
 import type { CheckDetail } from '../checks.js';
 import { displayAddress, type RedisNode, type RedisTarget } from '../config.js';
 import { startDeadline } from '../deadline.js';
 import { BanshoError } from '../errors.js';
-import { failed, passed, throwOnFailedDetail } from '../sub-checks/detail.js';
+import { failed, passed, throwOnFailedDetail, warned } from '../sub-checks/detail.js';
 import { UNCACHED } from '../sub-checks/redis.js';
+import { errorChain } from './network-errors.js';
 import {
   checkRedis,
   classifyRedisError,
@@ -15,18 +15,20 @@ import {
   type RedisClusterClient,
   type RedisProbe,
   resolveRedisTarget,
+  socketOptions,
 } from './redis.js';
 
 /*
- * Health checks of Redis beyond one server, with node-redis's own clients for them:
- * createCluster (slot map discovery, per-node clients, routing by key) and createSentinel
- * (master resolution through the sentinels). bansho routes nothing itself.
+ * Health checks of Redis beyond one server: a cluster's masters as CLUSTER NODES lists them,
+ * each checked as a single server, with node-redis's cluster client for the routed write
+ * probe; and node-redis's sentinel client for master resolution. bansho routes nothing itself.
  */
 
 /**
  * Picks the check for what REDIS_URL names: a sentinel URL, a list of cluster seeds, or one
  * server, which is checked as a whole cluster when it turns out to be a cluster node (a
- * single node's write probe and sub-checks say little about a cluster).
+ * single node's write probe and sub-checks say little about a cluster), all within
+ * `options.timeoutMs`. A sentinel's port given as a server fails, naming the URL to use.
  */
 export async function checkRedisTarget(
   target: RedisTarget,
@@ -35,16 +37,52 @@ export async function checkRedisTarget(
   const { sentinel, seeds } = target;
   if (sentinel) return checkRedisSentinel(target, sentinel, options);
   if (seeds) return checkRedisCluster(target, seeds, options);
-  const single = await checkRedis(target, options);
-  if (single.mode === 'sentinel') {
-    throw new BanshoError(
-      'protocol',
-      `${target.display} is a Redis Sentinel, not a server: use redis+sentinel://${target.host}:${target.port}/<master-name>`,
-      { service: 'redis' },
-    );
+  const start = performance.now();
+  const remaining = () => Math.max(1, options.timeoutMs - (performance.now() - start));
+  let single: RedisProbe;
+  try {
+    single = await checkRedis(target, options);
+  } catch (error) {
+    throw (await sentinelBehindSelect(error, target, { ...options, timeoutMs: remaining() })) ?? error;
   }
+  if (single.mode === 'sentinel') throw sentinelInstead(target, single.sentinelMasters);
   if (single.mode !== 'cluster') return single;
-  return checkRedisCluster(target, [{ host: target.host, port: target.port }], options);
+  return checkClusterFrom(target, [target], { ...options, timeoutMs: remaining() });
+}
+
+/**
+ * A Sentinel refuses SELECT, so a URL with a database fails before INFO can tell what
+ * answered: when that happens, one more connection without the database asks INFO.
+ */
+async function sentinelBehindSelect(
+  error: unknown,
+  target: RedisTarget,
+  options: RedisCheckOptions,
+): Promise<BanshoError | undefined> {
+  const refused = errorChain(error).some(
+    (layer) => layer instanceof ErrorReply && /^ERR unknown command [`']select[`']/i.test(layer.message),
+  );
+  if (!refused || target.database === 0) return undefined;
+  const probe = await checkRedis({ ...target, database: 0 }, { ...options, write: false }).catch(
+    () => undefined,
+  );
+  return probe?.mode === 'sentinel' ? sentinelInstead(target, probe.sentinelMasters) : undefined;
+}
+
+/** What to say when REDIS_URL names a Sentinel as if it were a server: the URL to use instead. */
+function sentinelInstead(target: RedisTarget, masterNames: readonly string[] | undefined): BanshoError {
+  const sentinels = target.path === undefined ? displayAddress(target) : '<host>:<port>';
+  const scheme = target.tls ? 'rediss+sentinel' : 'redis+sentinel';
+  const names = masterNames && masterNames.length > 0 ? masterNames : ['<master-name>'];
+  const urls = names.map((name) => `${scheme}://${sentinels}/${encodeURIComponent(name)}`);
+  return new BanshoError(
+    'protocol',
+    `${target.display} is a Redis Sentinel, not a server: use ${urls.join(' or ')}`,
+    {
+      service: 'redis',
+      hint: "a Sentinel only knows where the master is: give REDIS_URL as redis+sentinel://<sentinel host:port,…>/<master-name>, with the master's credentials, and bansho asks the sentinels for the master and checks it",
+    },
+  );
 }
 
 /**
@@ -76,6 +114,8 @@ export function createRedisCluster(options: RedisClientOptions = {}): RedisClust
       'config',
       'a redis+sentinel:// URL names no cluster: use createRedisClient on the master',
     );
+  if (target.path !== undefined)
+    throw new BanshoError('config', "a unix:// URL names no cluster: a cluster's nodes are host:port");
   const seeds = target.seeds ?? [{ host: target.host, port: target.port }];
   const defaults = nodeOptions(target, options.connectTimeoutMs ?? 5000);
   const cluster = createCluster({
@@ -93,13 +133,13 @@ export function createRedisCluster(options: RedisClientOptions = {}): RedisClust
   return cluster;
 }
 
-/** A cluster master as the check saw it; `checks.redis.topology.nodes[]` in --json. */
+/** A cluster master as the check saw it (every one CLUSTER NODES lists); `checks.redis.topology.nodes[]` in --json. */
 export interface ClusterNodeReport {
   /** "host:port". */
   node: string;
   role: 'master';
   status: 'pass' | 'fail';
-  /** Its slot ranges: "0-5460". */
+  /** Its slot ranges: "0-5460"; empty for a master that holds no slots. */
   slots: string;
   latencyMs?: number;
   /** Why it failed: a failure code and message. */
@@ -131,15 +171,19 @@ const SLOTS = 16384;
 
 /** What every node of a topology gets: credentials, TLS, a bounded connect, no retry loop. */
 function nodeOptions(target: RedisTarget, timeoutMs: number) {
+  // Each node's own host and port come from the slot map or the sentinels.
+  const { host: _, port: __, ...tls } = socketOptions(target);
   return {
     socket: {
       connectTimeout: timeoutMs,
       reconnectStrategy: false as const,
-      ...(target.tls ? { tls: true as const, servername: isIP(target.host) !== 0 ? '' : target.host } : {}),
+      ...(target.tls ? tls : {}),
     },
     ...(target.username === undefined ? {} : { username: target.username }),
     ...(target.password === undefined ? {} : { password: target.password }),
     disableClientInfo: true,
+    // As for a single check's client: no round trip asking for maintenance push messages.
+    maintNotifications: 'disabled' as const,
   };
 }
 
@@ -155,83 +199,177 @@ export function slotRanges(owned: (slot: number) => boolean): string {
   return ranges.join(',');
 }
 
+/** A master as CLUSTER NODES lists it. */
+interface ClusterMaster extends RedisNode {
+  /** "host:port", as shown. */
+  address: string;
+  /** Its slot ranges, "0-5460,5462"; empty when it holds none. */
+  slots: string;
+  /** The node that answered CLUSTER NODES ("myself"). */
+  myself: boolean;
+}
+
 /**
- * Checks a Redis Cluster as a whole, from whichever seed answers first: the slot map covers
- * all 16384 slots, every master answers PING, and cluster_state is ok; with `write`, a
- * short-lived key is written through the cluster client (routed to its slot's master). What
- * is wrong becomes failed sub-checks (`not_ready`) naming the nodes; `topology` has them all.
+ * The masters in a CLUSTER NODES reply, slotless ones included (CLUSTER SLOTS, and so
+ * node-redis's slot map, leaves those out). `seedHost` stands in for the answering node's
+ * address, which a node that has not yet met another leaves empty.
+ */
+export function parseClusterMasters(text: string, seedHost: string): ClusterMaster[] {
+  const masters: ClusterMaster[] = [];
+  for (const line of text.split(/\r?\n/)) {
+    // <id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch> <link> <slot>…
+    const [, endpoint = '', flagList = '', , , , , , ...slotFields] = line.trim().split(' ');
+    const flags = flagList.split(',');
+    if (!flags.includes('master') || flags.includes('noaddr') || flags.includes('handshake')) continue;
+    const match = /^(.*):(\d+)(@\d+)?(,.*)?$/.exec(endpoint);
+    if (!match) continue;
+    const myself = flags.includes('myself');
+    const host = (match[1] || (myself ? seedHost : '')).replace(/^\[(.*)\]$/, '$1');
+    if (host === '') continue;
+    const port = Number(match[2]);
+    // "[slot->-id]" and "[slot-<-id]" are slots being migrated, not held.
+    const slots = slotFields.filter((field) => /^\d+(-\d+)?$/.test(field)).join(',');
+    // A Unix socket path stands in as itself: it has no port to show.
+    const address = host.startsWith('/') ? host : displayAddress({ host, port });
+    masters.push({ host, port, address, slots, myself });
+  }
+  return masters;
+}
+
+/** The slots that `ranges` ("0-99,200") hold, marked in `held`. */
+function markSlots(ranges: string, held: boolean[]): void {
+  for (const range of ranges.split(',').filter(Boolean)) {
+    const [from = 0, to = from] = range.split('-').map(Number);
+    for (let slot = from; slot <= to && slot < SLOTS; slot++) held[slot] = true;
+  }
+}
+
+/** The single-server sub-checks that are run on every master of a cluster, in this order. */
+const PER_MASTER_SUB_CHECKS = ['eviction', 'memory', 'commands', 'clock'];
+
+/**
+ * Checks a Redis Cluster as a whole. The first seed that answers gives CLUSTER INFO and
+ * CLUSTER NODES; every master it lists (slotless ones too) is then checked concurrently as a
+ * single server, each within what is left of the timeout: it answers PING, and its
+ * eviction, memory, commands and clock sub-checks run, labelled with its address (`node`).
+ * The cluster's own sub-checks: all 16384 slots have a master, every master answers,
+ * cluster_state is ok; with `write`, a short-lived key is written through node-redis's cluster
+ * client (routed to its slot's master). `topology` lists every master.
  */
 export async function checkRedisCluster(
   target: RedisTarget,
   seeds: readonly RedisNode[],
   options: RedisCheckOptions,
 ): Promise<RedisTopologyProbe> {
-  const errors: unknown[] = [];
-  const cluster = createCluster({
-    rootNodes: seeds.map((seed) => ({ socket: { host: seed.host, port: seed.port } })),
-    defaults: nodeOptions(target, options.timeoutMs),
-    // The masters are connected one by one below, so that each one's failure is its own.
-    minimizeConnections: true,
-  });
-  cluster.on('error', (error: unknown) => errors.push(error));
+  return checkClusterFrom(
+    target,
+    seeds.map((seed) => nodeTarget(target, seed)),
+    options,
+  );
+}
+
+/** A target for one node of `target`'s topology: its credentials and TLS, the node's address. */
+function nodeTarget(target: RedisTarget, node: RedisNode): RedisTarget {
+  const { sentinel: _, seeds: __, path: ___, ...single } = target;
+  return { ...single, host: node.host, port: node.port, display: displayAddress(node), database: 0 };
+}
+
+async function checkClusterFrom(
+  target: RedisTarget,
+  seedTargets: readonly RedisTarget[],
+  options: RedisCheckOptions,
+): Promise<RedisTopologyProbe> {
+  // What node-redis's cluster client emits, for a failed connect: "all the root nodes are unavailable" hides why.
+  const clusterErrors: unknown[] = [];
+  const makeCluster = (nodes: readonly RedisNode[], timeoutMs: number) => {
+    const client = createCluster({
+      rootNodes: nodes.map((node) => ({ socket: { host: node.host, port: node.port } })),
+      defaults: nodeOptions(target, timeoutMs),
+      minimizeConnections: true,
+    });
+    client.on('error', (error: unknown) => clusterErrors.push(error));
+    return client;
+  };
+  // Built before the clock starts, as the drivers are loaded before it (src/probes.ts): node-redis
+  // builds a class with a method per command for it, CPU work that is not the cluster's latency.
+  const tcpSeeds = seedTargets.filter((seed) => seed.path === undefined);
+  let cluster: RedisClusterClient | undefined =
+    options.write && tcpSeeds.length > 0 ? makeCluster(tcpSeeds, options.timeoutMs) : undefined;
+  const start = performance.now();
+  const remaining = () => Math.max(1, options.timeoutMs - (performance.now() - start));
+  // Ends the nodes' own checks with the cluster's: they run under their own deadlines.
+  const stop = new AbortController();
   const deadline = startDeadline({
     timeoutMs: options.timeoutMs,
     service: 'redis',
     signal: options.signal,
-    onExpire: () => cluster.destroy(),
+    onExpire: () => {
+      stop.abort('the cluster check ended');
+      cluster?.destroy();
+    },
   });
-  const start = performance.now();
+  // A little less than what is left, so that a silent master is reported as that master's failure.
+  const nodeCheck = (): RedisCheckOptions => {
+    const left = remaining();
+    return { timeoutMs: Math.max(1, left - Math.min(250, left / 5)), signal: stop.signal, write: false };
+  };
   try {
-    try {
-      await deadline.race(cluster.connect());
-    } catch (error) {
-      // "None of the root nodes is available" hides why; the seeds' own errors say it.
-      throw classifyRedisError(errors.at(-1) ?? error, target);
-    }
-    deadline.phase = 'checking the masters';
-    const slots = cluster.slots as ({ master: { address: string } } | undefined)[];
-    const nodes: ClusterNodeReport[] = [];
-    let state: string | undefined;
-    let version: string | undefined;
-    for (const master of cluster.masters) {
-      const report: ClusterNodeReport = {
-        node: displayAddress(master),
-        role: 'master',
-        status: 'pass',
-        slots: slotRanges((slot) => slots[slot]?.master.address === master.address),
-      };
-      nodes.push(report);
-      const began = performance.now();
+    deadline.phase = 'asking a seed for the cluster nodes';
+    let seed: { target: RedisTarget; probe: RedisProbe } | undefined;
+    let seedError: unknown;
+    for (const seedTarget of seedTargets) {
       try {
-        const client = await deadline.race(cluster.nodeClient(master));
-        await deadline.race(client.sendCommand(['PING']));
-        report.latencyMs = Math.round((performance.now() - began) * 10) / 10;
-        if (state === undefined) {
-          const info = String(await deadline.race(client.sendCommand(['CLUSTER', 'INFO'])));
-          state = /^cluster_state:(\w+)/m.exec(info)?.[1];
-          const server = String(await deadline.race(client.sendCommand(['INFO', 'server'])).catch(() => ''));
-          version = /^redis_version:(.+)$/m.exec(server)?.[1]?.trim();
-        }
+        seed = {
+          target: seedTarget,
+          probe: await deadline.race(checkRedis(seedTarget, { ...nodeCheck(), cluster: true })),
+        };
+        break;
       } catch (error) {
-        // The deadline ends the whole check; any other failure is this node's.
-        if (error instanceof BanshoError && (error.code === 'timeout' || error.code === 'interrupted'))
-          throw error;
-        const classified = classifyRedisError(error, { ...target, display: report.node });
-        report.status = 'fail';
-        report.error = `${classified.code}: ${classified.message}`;
+        if (isDeadlineError(error)) throw error;
+        seedError = error;
       }
     }
-    const covered = slots.filter(Boolean).length;
+    if (!seed?.probe.cluster) throw classifyRedisError(seedError, target);
+    const { info, nodes: nodesText } = seed.probe.cluster;
+    const state = /^cluster_state:(\w+)/m.exec(info)?.[1];
+    // In address order: CLUSTER NODES lists them by node id, which means nothing to a reader.
+    const masters = parseClusterMasters(nodesText, seed.target.host).sort(
+      (a, b) => a.host.localeCompare(b.host) || a.port - b.port,
+    );
+    deadline.phase = 'checking the masters';
+    const results = await deadline.race(
+      Promise.all(
+        masters.map(async (master) => {
+          if (master.myself) return { master, probe: seed.probe };
+          try {
+            return { master, probe: await checkRedis(nodeTarget(target, master), nodeCheck()) };
+          } catch (error) {
+            return { master, error: classifyRedisError(error, nodeTarget(target, master)) };
+          }
+        }),
+      ),
+    );
+    const reports: ClusterNodeReport[] = results.map(({ master, probe, error }) => ({
+      node: master.address,
+      role: 'master',
+      status: error ? 'fail' : 'pass',
+      slots: master.slots,
+      ...(probe ? { latencyMs: Math.round(probe.latencyMs * 10) / 10 } : {}),
+      ...(error ? { error: `${error.code}: ${error.message}` } : {}),
+    }));
+    const held: boolean[] = new Array(SLOTS).fill(false);
+    for (const master of masters) markSlots(master.slots, held);
+    const covered = held.filter(Boolean).length;
     const details: CheckDetail[] = [
       covered === SLOTS
         ? passed('slots', `all ${SLOTS} slots have a master`)
         : failed(
             'slots',
             'not_ready',
-            `slots ${slotRanges((slot) => slots[slot] === undefined)} have no master (${SLOTS - covered} of ${SLOTS})`,
+            `slots ${slotRanges((slot) => !held[slot])} have no master (${SLOTS - covered} of ${SLOTS})`,
             'assign them (redis-cli --cluster fix), or bring back the master that held them',
           ),
-      judgeMasters(nodes),
+      judgeMasters(reports),
       state === 'ok'
         ? passed('state', 'cluster_state:ok')
         : failed(
@@ -241,35 +379,76 @@ export async function checkRedisCluster(
             'the cluster refuses commands until every slot is served: see CLUSTER INFO and CLUSTER NODES on a node',
           ),
     ];
-    if (options.write && details.every((detail) => detail.status === 'pass')) {
+    const perMaster = PER_MASTER_SUB_CHECKS.flatMap((name) =>
+      results.flatMap(({ master, probe }) =>
+        (probe?.details ?? [])
+          .filter((detail) => detail.name === name)
+          .map(({ name: detailName, ...rest }) => ({ name: detailName, node: master.address, ...rest })),
+      ),
+    );
+    // A Unix-socket seed that has met no other node knows no TCP address of its own to route through.
+    const routable = masters.filter((master) => !master.host.startsWith('/'));
+    const writable = [...details, ...perMaster].every((detail) => detail.status !== 'fail');
+    if (options.write && writable && !cluster && routable.length === 0) {
+      details.push(
+        warned(
+          'write',
+          'not checked: no master has a TCP address to route a write through',
+          'a cluster node that has met no other has no address of its own in CLUSTER NODES: check it by its redis:// URL',
+        ),
+      );
+    } else if (options.write && writable) {
       deadline.phase = 'writing a probe key';
+      // Seeded from the masters CLUSTER NODES gave when the seed was a Unix socket.
+      cluster ??= makeCluster(routable, remaining());
+      await deadline.race(cluster.connect()).catch((error: unknown) => {
+        throw isDeadlineError(error) ? error : classifyRedisError(clusterErrors.at(-1) ?? error, target);
+      });
       const key = `bansho:probe:${randomUUID(UNCACHED)}`;
       await deadline.race(cluster.sendCommand(key, false, ['SET', key, '1', 'PX', '1000']));
       details.push(passed('write', 'set a key expiring in 1s through the cluster client'));
+      deadline.phase = 'closing';
+      await deadline.race(cluster.close());
     }
-    deadline.phase = 'closing';
-    await deadline.race(cluster.close());
+    const { version } = seed.probe;
     return {
       latencyMs: performance.now() - start,
       ...(version ? { version } : {}),
-      details,
-      topology: { kind: 'cluster', ...(state ? { state } : {}), slotsCovered: covered, nodes },
+      details: [...details, ...perMaster],
+      topology: { kind: 'cluster', ...(state ? { state } : {}), slotsCovered: covered, nodes: reports },
     };
   } catch (error) {
     throw classifyRedisError(error, target);
   } finally {
     deadline.clear();
-    cluster.destroy();
+    stop.abort('the cluster check ended');
+    cluster?.destroy();
   }
+}
+
+/** The timeout or interruption of a whole check, which ends it rather than one node's part. */
+function isDeadlineError(error: unknown): boolean {
+  return error instanceof BanshoError && (error.code === 'timeout' || error.code === 'interrupted');
 }
 
 function judgeMasters(nodes: readonly ClusterNodeReport[]): CheckDetail {
   const down = nodes.filter((node) => node.status === 'fail');
-  if (down.length === 0) return passed('masters', `${nodes.length} of ${nodes.length} answer PING`);
+  const empty = nodes.filter((node) => node.slots === '').map((node) => node.node);
+  const emptyText =
+    empty.length === 0 ? '' : `; ${empty.join(', ')} ${empty.length === 1 ? 'holds' : 'hold'} no slots`;
+  const emptyHint =
+    'a master without slots serves no keys: give it some (redis-cli --cluster rebalance --cluster-use-empty-masters), or remove it (redis-cli --cluster del-node)';
+  if (down.length === 0) {
+    return passed(
+      'masters',
+      `${nodes.length} of ${nodes.length} answer PING${emptyText}`,
+      ...(empty.length === 0 ? [] : [emptyHint]),
+    );
+  }
   return failed(
     'masters',
     'not_ready',
-    `${down.length} of ${nodes.length} do not answer: ${down.map((node) => `${node.node} (slots ${node.slots}; ${node.error})`).join('; ')}`,
+    `${down.length} of ${nodes.length} do not answer: ${down.map((node) => `${node.node} (${node.slots === '' ? 'no slots' : `slots ${node.slots}`}; ${node.error})`).join('; ')}${emptyText}`,
     'their slots are unserved until they return or a replica takes over: check those nodes',
   );
 }
@@ -351,7 +530,13 @@ export async function checkRedisSentinel(
       },
     );
   });
-  return { ...probe, latencyMs: performance.now() - start, topology };
+  const node = displayAddress(master);
+  return {
+    ...probe,
+    details: probe.details.map(({ name, ...rest }) => ({ name, node, ...rest })),
+    latencyMs: performance.now() - start,
+    topology,
+  };
 }
 
 function sentinelFailure(

@@ -11,7 +11,14 @@ import {
   SocketClosedUnexpectedlyError,
 } from '@redis/client';
 import type { CheckDetail } from '../checks.js';
-import { DEFAULT_REDIS_URL, type Env, parseRedisTarget, type RedisTarget } from '../config.js';
+import {
+  DEFAULT_REDIS_URL,
+  type Env,
+  parseRedisTarget,
+  type RedisNode,
+  type RedisTarget,
+  readRedisTlsFiles,
+} from '../config.js';
 import { startDeadline } from '../deadline.js';
 import { BanshoError } from '../errors.js';
 import { scrubPassword } from '../redact.js';
@@ -36,7 +43,7 @@ export type CheckClient = RedisConnection<None, None, None, 3, None>;
 
 /** Options for a Redis client. */
 export interface RedisClientOptions {
-  /** A redis:// or rediss:// URL; default: `env.REDIS_URL`, then `redis://127.0.0.1:6379`. */
+  /** A redis://, rediss:// or unix:// URL; default: `env.REDIS_URL`, then `redis://127.0.0.1:6379`. */
   url?: string;
   /** Where REDIS_URL is read from when `url` is not given; default: `process.env`. */
   env?: Env;
@@ -49,12 +56,39 @@ export interface RedisClientOptions {
   reconnect?: boolean;
 }
 
-/** Resolves the target a library caller means: an explicit URL, else REDIS_URL, else the default. */
+/**
+ * Resolves the target a library caller means: an explicit URL, else REDIS_URL, else the
+ * default, with the TLS files it names read (a `config` BanshoError when one is unreadable).
+ */
 export function resolveRedisTarget(options: Pick<RedisClientOptions, 'url' | 'env'> = {}): RedisTarget {
   const env = options.env ?? process.env;
-  if (options.url !== undefined) return parseRedisTarget({ value: options.url, source: 'url' });
-  if (env.REDIS_URL !== undefined) return parseRedisTarget({ value: env.REDIS_URL, source: 'REDIS_URL' });
-  return parseRedisTarget({ value: DEFAULT_REDIS_URL, source: 'the default REDIS_URL' });
+  const target =
+    options.url !== undefined
+      ? parseRedisTarget({ value: options.url, source: 'url' })
+      : env.REDIS_URL !== undefined
+        ? parseRedisTarget({ value: env.REDIS_URL, source: 'REDIS_URL' })
+        : parseRedisTarget({ value: DEFAULT_REDIS_URL, source: 'the default REDIS_URL' });
+  readRedisTlsFiles(target);
+  return target;
+}
+
+/**
+ * How a client reaches `host`: a Unix socket, plain TCP, or TLS with the URL's CA (instead of
+ * Node's) and client certificate. The TLS server name is the host, unless it is an IP address.
+ */
+export function socketOptions(target: RedisTarget, node: RedisNode = target) {
+  if (target.path !== undefined) return { tls: false as const, path: target.path };
+  const { host, port } = node;
+  if (!target.tls) return { host, port };
+  const pem = target.tlsPem ?? {};
+  return {
+    host,
+    port,
+    tls: true as const,
+    servername: isIP(host) !== 0 ? '' : host,
+    ...(pem.ca === undefined ? {} : { ca: pem.ca }),
+    ...(pem.cert === undefined ? {} : { cert: pem.cert, key: pem.key }),
+  };
 }
 
 /**
@@ -82,11 +116,9 @@ function clientOptions(
 ): NodeRedisOptions<None, None, None, 3, None> {
   return {
     socket: {
-      host: target.host,
-      port: target.port,
+      ...socketOptions(target),
       connectTimeout: connectTimeoutMs,
       reconnectStrategy: reconnect ? (retries) => Math.min(50 * 2 ** retries, 2000) : false,
-      ...(target.tls ? { tls: true as const, servername: isIP(target.host) !== 0 ? '' : target.host } : {}),
     },
     ...(target.username === undefined ? {} : { username: target.username }),
     ...(target.password === undefined ? {} : { password: target.password }),
@@ -142,6 +174,10 @@ export interface RedisProbe {
   details: CheckDetail[];
   /** INFO's redis_mode, when INFO was readable: a "cluster" node is then checked as a cluster. */
   mode?: string;
+  /** A Redis Sentinel (mode "sentinel"): the names of the masters it watches, from INFO. */
+  sentinelMasters?: string[];
+  /** With the `cluster` option: CLUSTER INFO and CLUSTER NODES as the node answered them. */
+  cluster?: { info: string; nodes: string };
 }
 
 export interface RedisCheckOptions {
@@ -150,6 +186,8 @@ export interface RedisCheckOptions {
   signal?: AbortSignal | undefined;
   /** Also prove the server takes writes: set, read back and delete a short-lived key. Default false. */
   write?: boolean;
+  /** Also ask a cluster node for CLUSTER INFO and CLUSTER NODES, in the same round trip. Default false. */
+  cluster?: boolean;
 }
 
 /**
@@ -166,14 +204,22 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
     onExpire: () => client.destroy(),
   });
   const start = performance.now();
+  // Once the handshake is answered, a closed connection is the server hanging up, not another protocol.
+  let answered = false;
   try {
     await deadline.race(client.connect());
+    answered = true;
     deadline.phase = 'waiting for PONG';
     // The sub-checks' first batch goes out with PING, in one round trip; it is judged only after a PONG.
     const ping = client.sendCommand<unknown>(['PING']);
+    // Before the sub-checks' batch, which ends with MULTI: anything sent after it would be queued.
+    const clusterFacts = options.cluster
+      ? Promise.all([client.sendCommand(['CLUSTER', 'INFO']), client.sendCommand(['CLUSTER', 'NODES'])])
+      : undefined;
     const probe = probeRedis(client, { write: options.write ?? false });
     // Without a PONG the sub-checks are abandoned with the connection: their failure is no news.
     probe.catch(() => {});
+    clusterFacts?.catch(() => {});
     const reply = await deadline.race(ping);
     if (reply !== 'PONG') {
       const shown = scrubPassword(typeof reply === 'string' ? reply : String(JSON.stringify(reply)), target);
@@ -186,17 +232,24 @@ export async function checkRedis(target: RedisTarget, options: RedisCheckOptions
       );
     }
     deadline.phase = 'running the sub-checks';
-    const { version, mode, details } = await deadline.race(probe);
+    const { version, mode, details, sentinelMasters } = await deadline.race(probe);
+    const cluster = clusterFacts
+      ? await deadline
+          .race(clusterFacts)
+          .then(([info, nodes]) => ({ info: String(info), nodes: String(nodes) }))
+      : undefined;
     deadline.phase = 'closing';
     await deadline.race(closeRedis(client));
     return {
       latencyMs: performance.now() - start,
       ...(version === undefined ? {} : { version }),
       ...(mode === undefined ? {} : { mode }),
+      ...(sentinelMasters === undefined ? {} : { sentinelMasters }),
+      ...(cluster === undefined ? {} : { cluster }),
       details,
     };
   } catch (error) {
-    throw classifyRedisError(error, target);
+    throw classifyRedisError(error, target, { answered });
   } finally {
     deadline.clear();
     client.destroy();
@@ -213,10 +266,23 @@ const REPLY_CODES: Array<[RegExp, ConstructorParameters<typeof BanshoError>[0], 
   [/^MISCONF\b/, 'read_only', 'writes are stopped after a failed background save', MISCONF_HINT],
   [/^ERR max(imum)? number of clients reached/i, 'too_many_connections', 'too many connections'],
   [/^ERR (DB index is out of range|invalid DB index)/i, 'unknown_database', 'no such database'],
+  // Only the handshake sends HELLO: Redis before 6, and proxies that do not speak RESP3, refuse it.
+  [
+    /^((ERR )?(unknown|unsupported) command [`']?hello\b|NOPROTO\b)/i,
+    'unsupported_version',
+    'the server refused HELLO 3, so it does not speak RESP3',
+  ],
 ];
 
-/** Maps anything a Redis check threw to a BanshoError with a stable code. */
-export function classifyRedisError(error: unknown, target: RedisTarget): BanshoError {
+/**
+ * Maps anything a Redis check threw to a BanshoError with a stable code; `answered` says
+ * whether the server had already given a valid reply on this connection.
+ */
+export function classifyRedisError(
+  error: unknown,
+  target: RedisTarget,
+  context: { answered?: boolean } = {},
+): BanshoError {
   if (error instanceof BanshoError) return error;
   const where = target.display;
   for (const layer of errorChain(error)) {
@@ -234,6 +300,13 @@ export function classifyRedisError(error: unknown, target: RedisTarget): BanshoE
     }
   }
   const network = classifyNetworkError(error, 'redis', where, target);
+  if (network?.code === 'connection_refused' && target.path !== undefined) {
+    return new BanshoError(network.code, network.message, {
+      cause: error,
+      hint: `is Redis running with unixsocket ${target.path}, and is that the path in REDIS_URL?`,
+    });
+  }
+  if (network?.code === 'tls') return clientCertificateFailure(error, target) ?? network;
   if (network) return network;
   const layers = errorChain(error);
   // node-redis leaves `name` as "Error" on its own classes: only instanceof tells them apart.
@@ -245,6 +318,13 @@ export function classifyRedisError(error: unknown, target: RedisTarget): BanshoE
     layers.some((layer) => layer instanceof SocketClosedUnexpectedlyError) ||
     messages.some((message) => /protocol error|parse|ECONNRESET|socket hang up/i.test(message))
   ) {
+    if (context.answered && !messages.some((message) => /protocol error|parse/i.test(message))) {
+      return new BanshoError(
+        'connection_closed',
+        `${where} closed the connection in the middle of the check, after it had answered`,
+        { cause: error, service: 'redis' },
+      );
+    }
     const tlsHint = target.tls ? '' : ' (if the server expects TLS, use rediss://)';
     return new BanshoError('protocol', `${where} closed the connection without a Redis reply${tlsHint}`, {
       cause: error,
@@ -255,6 +335,30 @@ export function classifyRedisError(error: unknown, target: RedisTarget): BanshoE
   return new BanshoError('unexpected', `Redis check failed: ${text}`, {
     cause: error,
     service: 'redis',
+  });
+}
+
+/**
+ * The TLS alerts a server sends about the client's certificate, which OpenSSL reports in
+ * words no operator should have to decode; undefined for any other TLS failure.
+ */
+function clientCertificateFailure(error: unknown, target: RedisTarget): BanshoError | undefined {
+  const codes = errorChain(error).map((layer) => String(layer.code ?? ''));
+  if (codes.includes('ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED')) {
+    return new BanshoError('tls', `${target.display} requires a client certificate, and none was given`, {
+      cause: error,
+      hint: 'give the client certificate and its key in REDIS_URL: rediss://…?ssl_certfile=/path/client.crt&ssl_keyfile=/path/client.key',
+    });
+  }
+  const refused = codes.find((code) =>
+    /^ERR_SSL_(TLSV1_ALERT_UNKNOWN_CA|SSLV3_ALERT_BAD_CERTIFICATE|SSLV3_ALERT_CERTIFICATE_UNKNOWN)$/.test(
+      code,
+    ),
+  );
+  if (refused === undefined) return undefined;
+  return new BanshoError('tls', `${target.display} refused the client certificate (${refused})`, {
+    cause: error,
+    hint: "the server takes client certificates signed by the CA of its tls-ca-cert-file only: check REDIS_URL's ssl_certfile",
   });
 }
 

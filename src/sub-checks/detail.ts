@@ -1,4 +1,4 @@
-import type { CheckDetail } from '../checks.js';
+import { type CheckDetail, detailSubject } from '../checks.js';
 import { BanshoError, type FailureCode, type Service } from '../errors.js';
 
 /*
@@ -19,12 +19,16 @@ export function failed(name: string, code: FailureCode, observed: string, hint: 
   return { name, status: 'fail', observed, hint, code };
 }
 
-/** A failed sub-check as a BanshoError: its code (or `code`, when the caller knows better), `name: observed`, its hint. */
+/** A failed sub-check as a BanshoError: its code (or `code`, when the caller knows better), `name[ on node]: observed`, its hint. */
 export function detailFailure(detail: CheckDetail, service: Service, code?: FailureCode): BanshoError {
-  return new BanshoError(code ?? detail.code ?? 'unexpected', `${detail.name}: ${detail.observed}`, {
-    service,
-    ...(detail.hint === undefined ? {} : { hint: detail.hint }),
-  });
+  return new BanshoError(
+    code ?? detail.code ?? 'unexpected',
+    `${detailSubject(detail)}: ${detail.observed}`,
+    {
+      service,
+      ...(detail.hint === undefined ? {} : { hint: detail.hint }),
+    },
+  );
 }
 
 /**

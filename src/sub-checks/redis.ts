@@ -43,6 +43,8 @@ export interface RedisFindings {
   version?: string;
   /** INFO's redis_mode: "standalone", "cluster" or "sentinel". */
   mode?: string;
+  /** A sentinel's INFO: the names of the masters it watches. */
+  sentinelMasters?: string[];
   details: CheckDetail[];
 }
 
@@ -111,7 +113,19 @@ export async function probeRedis(
   ];
   const version = fields?.get('redis_version');
   const mode = fields?.get('redis_mode');
-  return { ...(version === undefined ? {} : { version }), ...(mode === undefined ? {} : { mode }), details };
+  // A sentinel's INFO lists "master0:name=mymaster,status=ok,address=…" per master it watches.
+  const sentinelMasters =
+    mode === 'sentinel' && fields
+      ? [...fields].flatMap(([field, value]) =>
+          /^master\d+$/.test(field) ? (/(?:^|,)name=([^,]+)/.exec(value)?.slice(1) ?? []) : [],
+        )
+      : undefined;
+  return {
+    ...(version === undefined ? {} : { version }),
+    ...(mode === undefined ? {} : { mode }),
+    ...(sentinelMasters === undefined ? {} : { sentinelMasters }),
+    details,
+  };
 }
 
 /** INFO's `field:value` lines; section headers and blank lines are skipped. */
@@ -124,8 +138,32 @@ export function parseInfo(text: string): Map<string, string> {
   return fields;
 }
 
-/** Without INFO (an ACL may deny it) role, eviction and memory cannot be seen: say so rather than guess. */
+/**
+ * Whether an error reply says the server has no such command: renamed or disabled with
+ * rename-command in redis.conf (or by a managed service), which no ACL rule can grant.
+ */
+function isUnknownCommand(error: ErrorReply): boolean {
+  return /^ERR unknown (sub)?command\b/i.test(error.message);
+}
+
+/** The hint for commands the server does not know: rename-command, not the ACL, is to blame; `consequence` follows it. */
+function renamedHint(commands: readonly string[], consequence: string): string {
+  const list = commands.join(', ');
+  return `${list} ${commands.length === 1 ? 'is' : 'are'} renamed or disabled on the server (rename-command in redis.conf, or a managed service's list of disabled commands)${consequence}`;
+}
+
+/** Without INFO (an ACL may deny it, rename-command hide it) role, eviction and memory cannot be seen: say so rather than guess. */
 function infoUnavailable(name: string, info: Reply): CheckDetail {
+  if ('error' in info && isUnknownCommand(info.error)) {
+    return warned(
+      name,
+      `unknown: the server has no INFO command (${info.error.message})`,
+      renamedHint(
+        ['INFO'],
+        ', so bansho cannot check this: remove that rename-command line, or check it by hand',
+      ),
+    );
+  }
   const reason = 'error' in info ? info.error.message : 'no INFO reply';
   return warned(
     name,
@@ -196,6 +234,17 @@ function writeFailure(error: ErrorReply, command: string): CheckDetail {
       "REDIS_URL's user may not write bansho:* keys: grant it (ACL SETUSER <user> ~bansho:* +@write), or run with --no-write-probe if writes from health checks are forbidden",
     );
   }
+  if (isUnknownCommand(error)) {
+    return failed(
+      'write',
+      'permission_denied',
+      observed,
+      renamedHint(
+        [command],
+        ': the gateway sends it by this name, and its calls fail: remove that rename-command line',
+      ),
+    );
+  }
   return failed('write', 'server_error', observed, "read the message and the server's log");
 }
 
@@ -206,6 +255,16 @@ export const MISCONF_HINT =
 export function judgeCommands(multi: Reply, queued: readonly Reply[] | undefined): CheckDetail {
   const names = GATEWAY_COMMANDS.map((command) => command.name);
   if ('error' in multi || !queued) {
+    if ('error' in multi && isUnknownCommand(multi.error)) {
+      return warned(
+        'commands',
+        `not checked: the server has no MULTI command (${multi.error.message})`,
+        renamedHint(
+          ['MULTI'],
+          `, and bansho asks the ACL by queueing ${names.join(', ')} in a transaction it discards: restore MULTI, or check ACL GETUSER <user> by hand`,
+        ),
+      );
+    }
     const reason = 'error' in multi ? multi.error.message : 'no reply';
     return warned(
       'commands',
@@ -213,21 +272,41 @@ export function judgeCommands(multi: Reply, queued: readonly Reply[] | undefined
       `bansho asks the ACL by queueing ${names.join(', ')} in a transaction it discards: grant +multi +discard, or check ACL GETUSER <user> by hand`,
     );
   }
-  // Only a refusal by the ACL (or a renamed command) matters here: OOM, READONLY and MISCONF are the write probe's.
-  const refused = GATEWAY_COMMANDS.flatMap((command, index) => {
+  // Only a refusal by the ACL or a missing command matters here: OOM, READONLY and MISCONF are the write probe's.
+  const refusals = GATEWAY_COMMANDS.flatMap((command, index) => {
     const reply = queued[index];
-    return reply && 'error' in reply && /^(NOPERM|ERR unknown command)/.test(reply.error.message)
-      ? [{ ...command, message: reply.error.message }]
-      : [];
+    return reply && 'error' in reply ? [{ ...command, error: reply.error }] : [];
   });
-  if (refused.length === 0) return passed('commands', `${names.join(', ')} permitted`);
-  const list = refused.map((command) => command.name).join(', ');
-  // A key outside the user's patterns: "no permissions to access one of the keys used as arguments".
-  const keysRefused = refused.some((command) => /permissions to access .*\bkeys?\b/i.test(command.message));
-  const hint = keysRefused
-    ? "bansho's probe keys (bansho:probe:*) are outside the user's key patterns: ACL SETUSER <user> ~bansho:*"
-    : `the gateway runs ${names.join(', ')}: ACL SETUSER <user> ${refused.map((command) => command.rule).join(' ')}`;
-  return failed('commands', 'permission_denied', `${list} not permitted (${refused[0]?.message})`, hint);
+  const missing = refusals.filter((command) => isUnknownCommand(command.error));
+  const denied = refusals.filter((command) => /^NOPERM\b/.test(command.error.message));
+  if (missing.length === 0 && denied.length === 0) return passed('commands', `${names.join(', ')} permitted`);
+  const observed: string[] = [];
+  const hints: string[] = [];
+  if (missing.length > 0) {
+    const missingNames = missing.map((command) => command.name);
+    observed.push(`${missingNames.join(', ')} unknown to the server (${missing[0]?.error.message})`);
+    hints.push(
+      renamedHint(
+        missingNames,
+        ': the gateway sends them by these names, and its calls fail: remove those rename-command lines',
+      ),
+    );
+  }
+  if (denied.length > 0) {
+    observed.push(
+      `${denied.map((command) => command.name).join(', ')} not permitted (${denied[0]?.error.message})`,
+    );
+    // A key outside the user's patterns: "no permissions to access one of the keys used as arguments".
+    const keysRefused = denied.some((command) =>
+      /permissions to access .*\bkeys?\b/i.test(command.error.message),
+    );
+    hints.push(
+      keysRefused
+        ? "bansho's probe keys (bansho:probe:*) are outside the user's key patterns: ACL SETUSER <user> ~bansho:*"
+        : `the gateway runs ${names.join(', ')}: ACL SETUSER <user> ${denied.map((command) => command.rule).join(' ')}`,
+    );
+  }
+  return failed('commands', 'permission_denied', observed.join('; '), hints.join('; '));
 }
 
 export function judgeEviction(fields: Map<string, string> | undefined, info: Reply): CheckDetail {
@@ -271,11 +350,21 @@ function judgeRedisClock(time: Reply, sentAtMs: number, receivedAtMs: number): C
   const value = 'value' in time ? time.value : undefined;
   const [seconds, micros] = Array.isArray(value) ? value.map(Number) : [];
   if (seconds === undefined || micros === undefined || !Number.isFinite(seconds + micros)) {
+    if ('error' in time && isUnknownCommand(time.error)) {
+      return warned(
+        'clock',
+        `unknown: the server has no TIME command (${time.error.message})`,
+        renamedHint(
+          ['TIME'],
+          ", so bansho cannot compare the clocks: remove that rename-command line, or check the server's clock by hand",
+        ),
+      );
+    }
     const reason = 'error' in time ? time.error.message : 'unexpected reply';
     return warned(
       'clock',
       `unknown: TIME failed (${reason})`,
-      "grant TIME to REDIS_URL's user so that bansho can check this",
+      "grant TIME to REDIS_URL's user (ACL SETUSER <user> +time) so that bansho can check this",
     );
   }
   return judgeClock(

@@ -4,7 +4,7 @@
  * rejects every postgres startup with an ErrorResponse, and one that speaks
  * something else entirely.
  */
-import { createServer, type Socket } from 'node:net';
+import { createConnection, createServer, type Socket } from 'node:net';
 import { LOOPBACK } from './net.js';
 
 export interface FakePeer {
@@ -88,18 +88,46 @@ export function startGarbagePeer(bytes: string | Uint8Array): Promise<FakePeer> 
 export function startRedisErrorPeer(errorLine: string): Promise<FakePeer> {
   // A CR or LF inside would end the error early and desynchronise the client.
   const reply = `-${errorLine.replace(/[\r\n]+/g, ' ')}\r\n`;
+  return startRedisScriptedPeer(() => reply);
+}
+
+/**
+ * Answers each RESP command with what `answer` returns for it (raw RESP, e.g. "+PONG\r\n"),
+ * parsing the pipelined stream, so that each complete command gets its own reply; the command's name comes
+ * upper-cased, its arguments as sent. For servers a real redis-server cannot play, such as
+ * one that predates HELLO.
+ */
+export function startRedisScriptedPeer(answer: (command: string[]) => string): Promise<FakePeer> {
   return listenPeer((socket) => {
     let pending = Buffer.alloc(0);
     socket.on('data', (chunk: Buffer) => {
       pending = Buffer.concat([pending, chunk]);
       let consumed: number | undefined = takeRespCommand(pending);
       while (consumed !== undefined) {
+        const command = respArguments(pending.subarray(0, consumed));
         pending = pending.subarray(consumed);
-        socket.write(reply);
+        command[0] = (command[0] ?? '').toUpperCase();
+        socket.write(answer(command));
         consumed = takeRespCommand(pending);
       }
     });
   });
+}
+
+/** The arguments of one complete command, as takeRespCommand measured it. */
+function respArguments(command: Buffer): string[] {
+  if (command[0] !== 0x2a /* '*' */) return command.toString('latin1').trim().split(/\s+/);
+  const args: string[] = [];
+  const header = readLine(command, 0);
+  let offset = header?.next ?? command.length;
+  for (let i = 0; i < Number(header?.text.slice(1) ?? 0); i++) {
+    const lengthLine = readLine(command, offset);
+    if (!lengthLine) break;
+    const length = Number(lengthLine.text.slice(1));
+    args.push(command.toString('utf8', lengthLine.next, lengthLine.next + length));
+    offset = lengthLine.next + length + 2;
+  }
+  return args;
 }
 
 /**
@@ -131,6 +159,43 @@ function readLine(buffer: Buffer, start: number): { text: string; next: number }
   const end = buffer.indexOf('\r\n', start);
   if (end === -1) return undefined;
   return { text: buffer.toString('latin1', start, end), next: end + 2 };
+}
+
+/**
+ * A TCP proxy to a real server on 127.0.0.1:`port` that lets each client's first request
+ * and its replies through, then, when the client writes again, calls `beforeNext` with the
+ * local port of its connection to the server (to CLIENT KILL it there, say) before passing
+ * the bytes on. When the server closes a connection the proxy closes the client's.
+ */
+export function startInterceptingProxy(
+  port: number,
+  beforeNext: (upstreamLocalPort: number) => Promise<void>,
+): Promise<FakePeer> {
+  return listenPeer((client) => {
+    client.pause();
+    const upstream = createConnection({ host: LOOPBACK, port }, () => client.resume());
+    let answered = false;
+    let intercepted: Promise<void> | undefined;
+    upstream.on('error', () => client.destroy());
+    upstream.on('data', (chunk: Buffer) => {
+      answered = true;
+      client.write(chunk);
+    });
+    upstream.on('end', () => client.end());
+    upstream.on('close', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+    client.on('data', (chunk: Buffer) => {
+      if (!answered) {
+        upstream.write(chunk);
+        return;
+      }
+      intercepted ??= beforeNext(upstream.localPort ?? 0);
+      void intercepted.then(
+        () => upstream.writable && upstream.write(chunk),
+        () => client.destroy(),
+      );
+    });
+  });
 }
 
 // ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { LOOPBACK, waitForPort, withFreePort } from './net.js';
 import { cleanEnv, exec, spawnDaemon } from './process.js';
 import { type RedisServer, startRedis } from './redis.js';
+import { type ClientCertificate, makeClientCertificate, type TlsFiles } from './tls.js';
 
 export interface RedisCluster {
   masters: RedisServer[];
@@ -18,16 +19,26 @@ export interface RedisCluster {
   stop(): Promise<void>;
 }
 
-async function redisCli(port: number, args: readonly string[]): Promise<string> {
-  const result = await exec('redis-cli', ['-h', LOOPBACK, '-p', String(port), ...args]);
+/** redis-cli's flags for a TLS server whose certificate is signed by the CA of `tls`. */
+function tlsCliArgs(tls: TlsFiles | undefined): string[] {
+  return tls ? ['--tls', '--cacert', tls.caCert] : [];
+}
+
+async function redisCli(port: number, args: readonly string[], tls?: TlsFiles): Promise<string> {
+  const result = await exec('redis-cli', ['-h', LOOPBACK, '-p', String(port), ...tlsCliArgs(tls), ...args]);
   if (result.code !== 0)
     throw new Error(`redis-cli ${args.join(' ')} failed: ${result.stderr}${result.stdout}`);
   return result.stdout;
 }
 
-/** A redis-server in cluster mode, not yet part of any cluster; it fails over a silent peer after 1 s. */
-export function startClusterNode(): Promise<RedisServer> {
+/**
+ * A redis-server in cluster mode, not yet part of any cluster; it fails over a silent peer
+ * after 1 s. With `tls`, clients and the cluster bus speak TLS only, and the node presents
+ * `busCertificate` to the others (the bus always asks for a client certificate).
+ */
+export function startClusterNode(tls?: TlsFiles, busCertificate?: ClientCertificate): Promise<RedisServer> {
   return startRedis({
+    ...(tls ? { tls } : {}),
     args: [
       '--cluster-enabled',
       'yes',
@@ -35,13 +46,27 @@ export function startClusterNode(): Promise<RedisServer> {
       'nodes.conf',
       '--cluster-node-timeout',
       '1000',
+      ...(tls ? ['--tls-cluster', 'yes'] : []),
+      ...(busCertificate
+        ? ['--tls-client-cert-file', busCertificate.cert, '--tls-client-key-file', busCertificate.key]
+        : []),
     ],
   });
 }
 
-/** A cluster of `masters` masters (no replicas), every slot assigned, cluster_state:ok on each node. */
-export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
-  const nodes = await Promise.all(Array.from({ length: masters }, () => startClusterNode()));
+/**
+ * A cluster of `masters` masters (no replicas), every slot assigned, cluster_state:ok on each
+ * node; with `tls`, a cluster that speaks TLS only.
+ */
+export async function startRedisCluster(
+  masters = 3,
+  options: { tls?: TlsFiles } = {},
+): Promise<RedisCluster> {
+  const { tls } = options;
+  const busCertificate = tls ? await makeClientCertificate(tls, 'cluster-bus') : undefined;
+  const nodes = await Promise.all(
+    Array.from({ length: masters }, () => startClusterNode(tls, busCertificate)),
+  );
   const cluster: RedisCluster = {
     masters: nodes,
     seeds: (count = nodes.length) =>
@@ -49,13 +74,14 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
         .slice(0, count)
         .map((node) => node.url)
         .join(','),
-    cli: (node, ...args) => redisCli(node.port, args),
+    cli: (node, ...args) => redisCli(node.port, args, tls),
     stop: async () => {
       await Promise.all(nodes.map((node) => node.stop()));
     },
   };
   try {
     const result = await exec('redis-cli', [
+      ...tlsCliArgs(tls),
       '--cluster',
       'create',
       ...nodes.map((node) => `${LOOPBACK}:${node.port}`),
@@ -98,13 +124,18 @@ export interface RedisSentinel {
   stop(): Promise<void>;
 }
 
-/** A sentinel on a free port watching `master` under `name` (default mymaster), quorum 1. */
+/**
+ * A sentinel on a free port watching `master` under `name` (default mymaster), quorum 1. With
+ * `tls`, it reaches a TLS-only master with TLS (its own port stays plain).
+ */
 export function startSentinel(
   master: { host: string; port: number },
   name = 'mymaster',
   /** The master's requirepass, which the sentinel needs to watch it. */
   masterPassword?: string,
+  options: { tls?: TlsFiles } = {},
 ): Promise<RedisSentinel> {
+  const { tls } = options;
   return withFreePort(async (port) => {
     const dir = await mkdtemp(join(tmpdir(), 'bansho-sentinel-'));
     const config = join(dir, 'sentinel.conf');
@@ -118,6 +149,14 @@ export function startSentinel(
         `sentinel monitor ${name} ${master.host} ${master.port} 1`,
         `sentinel down-after-milliseconds ${name} 60000`,
         ...(masterPassword ? [`sentinel auth-pass ${name} ${masterPassword}`] : []),
+        ...(tls
+          ? [
+              'tls-replication yes',
+              `tls-cert-file ${tls.cert}`,
+              `tls-key-file ${tls.key}`,
+              `tls-ca-cert-file ${tls.caCert}`,
+            ]
+          : []),
         '',
       ].join('\n'),
     );

@@ -11,6 +11,13 @@ export interface RedisOptions {
   password?: string;
   /** TLS only: the plain port is disabled (port 0) and tls-port serves with these files. */
   tls?: TlsFiles;
+  /** With `tls`: require a client certificate signed by its CA (tls-auth-clients yes). */
+  tlsAuthClients?: boolean;
+  /**
+   * A Unix socket only: the TCP port is disabled (port 0) and the server listens on
+   * `redis.sock` in its own directory (`socketPath`, mode 0700); `url` is its unix:// URL.
+   */
+  unixSocket?: boolean;
   maxclients?: number;
   /** Start as a replica of this server. */
   replicaOf?: { host: string; port: number };
@@ -31,12 +38,15 @@ export interface RedisEndpoint {
 
 export interface RedisServer extends RedisEndpoint {
   host: typeof LOOPBACK;
+  /** With `unixSocket`: the socket's path (and `port` is 0). */
+  socketPath?: string;
 }
 
 const REDIS_SERVER = process.env.BANSHO_REDIS_SERVER ?? 'redis-server';
 const READY_TIMEOUT_MS = 15_000;
 
 export function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
+  if (options.unixSocket) return startRedisOn(0, options);
   return withFreePort((port) => startRedisOn(port, options));
 }
 
@@ -59,11 +69,16 @@ async function startRedisOn(port: number, options: RedisOptions): Promise<RedisS
   try {
     // The log line, not just an open port: if the port was taken meanwhile,
     // connecting would reach the other process while ours dies on bind().
-    await daemon.waitForOutput(/Ready to accept connections/, READY_TIMEOUT_MS);
-    await waitForPort(port);
+    // "Ready to accept connections tcp", or "… ready to accept connections at <socket>" without TCP.
+    await daemon.waitForOutput(/ready to accept connections/i, READY_TIMEOUT_MS);
+    if (!options.unixSocket) await waitForPort(port);
   } catch (error) {
     await daemon.stop();
     throw error;
+  }
+  if (options.unixSocket) {
+    const socketPath = join(dir, 'redis.sock');
+    return { host: LOOPBACK, port: 0, socketPath, url: `unix://${socketPath}`, stop: daemon.stop };
   }
   const scheme = options.tls ? 'rediss' : 'redis';
   return { host: LOOPBACK, port, url: `${scheme}://${LOOPBACK}:${port}`, stop: daemon.stop };
@@ -90,10 +105,13 @@ function redisArgs(port: number, dir: string, options: RedisOptions): string[] {
       ['tls-key-file', tls.key],
       ['tls-ca-cert-file', tls.caCert],
       // Redis asks for client certificates by default; health checks connect without one.
-      ['tls-auth-clients', 'no'],
+      ['tls-auth-clients', options.tlsAuthClients ? 'yes' : 'no'],
     );
   } else {
     directives.push(['port', String(port)]);
+  }
+  if (options.unixSocket) {
+    directives.push(['unixsocket', join(dir, 'redis.sock')], ['unixsocketperm', '700']);
   }
   if (options.password !== undefined) directives.push(['requirepass', options.password]);
   if (options.maxclients !== undefined) directives.push(['maxclients', String(options.maxclients)]);

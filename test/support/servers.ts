@@ -10,8 +10,10 @@ export {
   type FakePeer,
   type PostgresErrorFields,
   startGarbagePeer,
+  startInterceptingProxy,
   startPostgresErrorPeer,
   startRedisErrorPeer,
+  startRedisScriptedPeer,
   startSilentPeer,
 } from './peers.js';
 export {
@@ -27,4 +29,10 @@ export {
 export { type ExecOptions, type ExecResult, exec, run } from './process.js';
 export { type RedisEndpoint, type RedisOptions, type RedisServer, redisAt, startRedis } from './redis.js';
 export { usePostgres, useRedis } from './shared.js';
-export { makeOtherCa, makeTlsFiles, type TlsFiles } from './tls.js';
+export {
+  type ClientCertificate,
+  makeClientCertificate,
+  makeOtherCa,
+  makeTlsFiles,
+  type TlsFiles,
+} from './tls.js';

@@ -68,6 +68,44 @@ export async function makeTlsFiles(
   return { dir: target, caCert, caKey, cert, key };
 }
 
+/** A client certificate and its key, for servers that require one (mutual TLS). */
+export interface ClientCertificate {
+  cert: string;
+  key: string;
+}
+
+const CLIENT_EXTENSIONS = [
+  'basicConstraints = critical, CA:FALSE',
+  'keyUsage = critical, digitalSignature',
+  'extendedKeyUsage = clientAuth',
+].join('\n');
+
+/**
+ * Makes a client certificate (CN `commonName`) signed by the CA of `ca`, in `dir` (default:
+ * the CA's directory) as `<name>.crt` and `<name>.key`. A certificate signed by another
+ * makeTlsFiles() CA is the "wrong" one for a server.
+ */
+export async function makeClientCertificate(
+  ca: Pick<TlsFiles, 'dir' | 'caCert' | 'caKey'>,
+  name = 'client',
+  dir: string = ca.dir,
+): Promise<ClientCertificate> {
+  const cert = join(dir, `${name}.crt`);
+  const key = join(dir, `${name}.key`);
+  const csr = join(dir, `${name}.csr`);
+  const extFile = join(dir, `${name}.ext`);
+  await openssl(['req', '-new', ...EC_KEY], ['-keyout', key, '-out', csr], ['-subj', `/CN=${name}`]);
+  await writeFile(extFile, `${CLIENT_EXTENSIONS}\n`);
+  await openssl(
+    ['x509', '-req', '-in', csr, '-out', cert],
+    ['-CA', ca.caCert, '-CAkey', ca.caKey, '-set_serial', randomSerial()],
+    ['-days', DAYS, '-sha256', '-extfile', extFile],
+  );
+  await Promise.all([rm(csr), rm(extFile)]);
+  await makeWorldReadable([cert, key]);
+  return { cert, key };
+}
+
 /** The certificate path of a brand-new CA unrelated to any other: for "wrong CA" tests. */
 export async function makeOtherCa(dir?: string): Promise<string> {
   const target = await prepareDir(dir, 'bansho-other-ca-');
