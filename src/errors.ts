@@ -13,6 +13,7 @@ export type FailureCode =
   | 'read_only'
   | 'too_many_connections'
   | 'protocol'
+  | 'connection_lost'
   | 'server_error'
   | 'schema_mismatch'
   | 'schema_newer'
@@ -87,6 +88,11 @@ const HINTS: Record<FailureCode, Partial<Record<Service | 'any', string>>> = {
   protocol: {
     redis: 'the peer does not speak Redis: does the port in REDIS_URL belong to another service?',
     postgres: 'the peer does not speak PostgreSQL: does the port in POSTGRES_DSN belong to another service?',
+  },
+  connection_lost: {
+    postgres:
+      "the server closed a session it had started: a backend ended by pg_terminate_backend or idle_session_timeout, a crash or restart, or a proxy or firewall between; see the server's log, and retry with --wait",
+    any: 'the server closed a connection it had accepted and answered on: see its log, and retry with --wait',
   },
   server_error: {
     redis: "the server answered the check with an error: read its message, and the server's log",

@@ -3,8 +3,11 @@ import { buildProgram, usageMessage } from './cli.js';
 import { ExitCode, hintFor } from './errors.js';
 import { runCommand } from './run.js';
 
-/** How long closing may take after a signal before the process is ended anyway. */
-const SIGNAL_GRACE_MS = 400;
+/**
+ * How long closing may take after a signal before the process is ended anyway: long enough
+ * for a PostgreSQL cancel request (bounded at 500 ms, src/storage/postgres.ts) to be sent.
+ */
+const SIGNAL_GRACE_MS = 1000;
 /** How long the process may linger after its report before an open handle is declared a bug. */
 const EXIT_GRACE_MS = 2000;
 

@@ -1,18 +1,25 @@
 import { once } from 'node:events';
-import { connect, type Socket } from 'node:net';
-import { type ConnectionOptions, checkServerIdentity, type PeerCertificate } from 'node:tls';
-import postgres, { type Options, type Sql, type TransactionSql } from 'postgres';
+import { connect, isIP, type Socket } from 'node:net';
+import {
+  type ConnectionOptions,
+  checkServerIdentity,
+  type PeerCertificate,
+  connect as tlsConnect,
+} from 'node:tls';
+import postgres, { type Options, type Sql } from 'postgres';
 import type { CheckDetail } from '../checks.js';
 import {
   DEFAULT_POSTGRES_DSN,
-  displayAddress,
+  displayPostgresHost,
   type Env,
+  type PostgresHost,
   type PostgresTarget,
   parsePostgresDsn,
+  readPostgresFiles,
   type TargetSessionAttrs,
 } from '../config.js';
 import { startDeadline } from '../deadline.js';
-import { BanshoError, type FailureCode } from '../errors.js';
+import { BanshoError, configError, type FailureCode } from '../errors.js';
 import { throwOnFailedDetail } from '../sub-checks/detail.js';
 import { probePostgres } from '../sub-checks/postgres.js';
 import { classifyNetworkError, errorChain } from './network-errors.js';
@@ -25,7 +32,7 @@ export interface PostgresPoolOptions {
   dsn?: string;
   /** Where POSTGRES_DSN is read from when `dsn` is not given; default: `process.env`. */
   env?: Env;
-  /** A target already parsed (and its CA read) by the CLI; wins over `dsn`. */
+  /** A target already parsed (and its TLS files read) by the CLI; wins over `dsn`. */
   target?: PostgresTarget;
   /** PEM text of the CA that verify-ca / verify-full trust; default: the DSN's sslrootcert file. */
   ca?: string;
@@ -45,49 +52,67 @@ export interface PostgresPoolOptions {
 /** postgres.js documents a `socket` factory option that its type definitions leave out. */
 type SocketFactory = () => Promise<Socket>;
 
-/** Resolves the target a library caller means: an explicit DSN, else POSTGRES_DSN, else the default. */
+/**
+ * Resolves the target a library caller means: an explicit DSN, else POSTGRES_DSN, else the
+ * default; the TLS files it names are read here, as the CLI reads them at start-up.
+ */
 export function resolvePostgresTarget(
   options: Pick<PostgresPoolOptions, 'dsn' | 'env' | 'target'> = {},
 ): PostgresTarget {
   if (options.target) return options.target;
   const env = options.env ?? process.env;
-  if (options.dsn !== undefined) return parsePostgresDsn({ value: options.dsn, source: 'dsn' });
-  if (env.POSTGRES_DSN !== undefined)
-    return parsePostgresDsn({ value: env.POSTGRES_DSN, source: 'POSTGRES_DSN' });
-  return parsePostgresDsn({ value: DEFAULT_POSTGRES_DSN, source: 'the default POSTGRES_DSN' });
+  const target =
+    options.dsn !== undefined
+      ? parsePostgresDsn({ value: options.dsn, source: 'dsn' })
+      : env.POSTGRES_DSN !== undefined
+        ? parsePostgresDsn({ value: env.POSTGRES_DSN, source: 'POSTGRES_DSN' })
+        : parsePostgresDsn({ value: DEFAULT_POSTGRES_DSN, source: 'the default POSTGRES_DSN' });
+  readPostgresFiles(target);
+  return target;
 }
 
 /**
- * Maps libpq's sslmode onto Node's TLS options, as libpq itself interprets each mode.
- * `currentHost` names the host being connected to, when it is one of several.
+ * What verifying the server means under each sslmode, as libpq interprets it, for a TLS
+ * session with `hostName`; with the client certificate when the DSN names one.
  */
-function tlsOptionsFor(
+function verificationFor(
   target: PostgresTarget,
   ca: string | undefined,
-  currentHost: () => string = () => target.host,
-): Options<never>['ssl'] {
+  hostName: string,
+): ConnectionOptions {
+  const client = target.certPem && target.keyPem ? { cert: target.certPem, key: target.keyPem } : {};
   switch (target.sslMode) {
-    case 'disable':
-      return false;
-    case 'allow':
-    case 'prefer':
-      return 'prefer';
-    case 'require':
-      return { rejectUnauthorized: false } satisfies ConnectionOptions;
     case 'verify-ca':
       // The chain must lead to the CA, whatever name the certificate carries.
-      return { rejectUnauthorized: true, checkServerIdentity: () => undefined, ...(ca ? { ca } : {}) };
-    case 'verify-full':
-      // The certificate is checked against the host dialled, named explicitly: bansho hands
-      // postgres.js sockets it opened itself, and Node would otherwise check against the SNI
-      // name, or "localhost" for an IP address. postgres.js sends SNI from `socket.host`.
       return {
+        ...client,
+        rejectUnauthorized: true,
+        checkServerIdentity: () => undefined,
+        ...(ca ? { ca } : {}),
+      };
+    case 'verify-full':
+      // Checked against the host dialled, named explicitly: on a socket it is handed, Node
+      // would otherwise check against the SNI name, or "localhost" for an IP address.
+      return {
+        ...client,
         rejectUnauthorized: true,
         ...(ca ? { ca } : {}),
-        checkServerIdentity: (_name: string, cert: PeerCertificate) =>
-          checkServerIdentity(currentHost(), cert),
+        checkServerIdentity: (_name: string, cert: PeerCertificate) => checkServerIdentity(hostName, cert),
       };
+    default:
+      return { ...client, rejectUnauthorized: false };
   }
+}
+
+/** sslmode values under which a server without TLS is refused. */
+const TLS_REQUIRED = new Set(['require', 'verify-ca', 'verify-full']);
+
+/** postgres.js's own TLS, for the library's pool: libpq's sslmode mapped onto its `ssl` option. */
+function postgresJsSsl(target: PostgresTarget, ca: string | undefined): Options<never>['ssl'] {
+  if (target.sslMode === 'disable' || target.hosts.every((host) => host.socketPath)) return false;
+  // postgres.js falls back to plain text only for the string 'prefer', which carries no certificate.
+  if (!TLS_REQUIRED.has(target.sslMode)) return 'prefer';
+  return verificationFor(target, ca, target.host);
 }
 
 /**
@@ -102,13 +127,20 @@ function createPool(
   options: PostgresPoolOptions & {
     socket?: SocketFactory;
     targetSessionAttrs?: TargetSessionAttrs;
-    currentHost?: () => string;
   },
 ): Sql {
   const target = resolvePostgresTarget(options);
   const statementTimeoutMs = options.statementTimeoutMs ?? 30_000;
+  const [first] = target.hosts;
+  if (!options.socket && target.hosts.length > 1 && target.hosts.some((host) => host.socketPath)) {
+    throw configError(
+      'createPostgresPool takes a Unix socket only as the one host of its DSN: list TCP hosts alone, or the socket alone',
+    );
+  }
   return postgres({
     ...(options.socket ? ({ socket: options.socket } as object) : {}),
+    // postgres.js dials a Unix socket given its path; bansho's own socket factory does when it is given.
+    ...(!options.socket && first?.socketPath ? { path: first.socketPath } : {}),
     // postgres.js takes lists of hosts and ports, which its type definitions leave out.
     host: target.hosts.map((entry) => entry.host) as unknown as string,
     port: target.hosts.map((entry) => entry.port) as unknown as number,
@@ -118,7 +150,8 @@ function createPool(
     database: target.database,
     username: target.username,
     ...(target.password === undefined ? {} : { password: target.password }),
-    ssl: tlsOptionsFor(target, options.ca ?? target.caPem, options.currentHost),
+    // bansho's socket factory negotiates TLS itself, host by host.
+    ssl: options.socket ? false : postgresJsSsl(target, options.ca ?? target.caPem),
     max: options.max ?? 10,
     // postgres.js counts these two in seconds.
     connect_timeout: (options.connectTimeoutMs ?? 5000) / 1000,
@@ -156,7 +189,7 @@ export async function closePostgres(sql: Sql, graceMs = 1000): Promise<void> {
 export interface PostgresProbe {
   /** server_version, e.g. "15.20 (Debian 15.20-0+deb12u1)". */
   version: string;
-  /** The sub-checks: version, primary, privileges, connections, clock, encoding (see src/sub-checks/postgres.ts). */
+  /** The sub-checks: version, primary, privileges, connections, timeouts, clock, encoding (see src/sub-checks/postgres.ts). */
   details: CheckDetail[];
   /** With several hosts in the DSN: the one that gave the session ("db2:5432"). */
   host?: string;
@@ -172,15 +205,236 @@ export interface PostgresCheckOptions {
 
 /** What `work` learns about the session it runs on. */
 export interface PostgresSession {
-  /** The host that accepted the session ("db2:5432"), of the DSN's list. */
+  /** The host that accepted the session ("db2:5432", or a socket file), of the DSN's list. */
   host(): string;
+  /** Whether the server had started the session (sent ReadyForQuery) before anything failed. */
+  started(): boolean;
+}
+
+// ---------------------------------------------------------------------------
+// The wire: bansho opens every socket of a check itself, so it sees what postgres.js does not
+// tell: the key a cancel request names, and whether a statement is running.
+
+/** What bansho learns of one session from the bytes on its own socket. */
+interface SessionWire {
+  /** The host dialled. */
+  host: PostgresHost;
+  /** Whether the session runs over TLS: its cancel request goes over TLS too. */
+  tls: boolean;
+  /** From BackendKeyData: what a CancelRequest for this session names. */
+  key?: { pid: number; secret: number };
+  /** ReadyForQuery was seen: the server started the session. */
+  started: boolean;
+  /** Something was sent since the last ReadyForQuery: a statement may be running. */
+  busy: boolean;
+}
+
+/** The SSLRequest and CancelRequest codes of the startup phase (protocol 3.0). */
+const SSL_REQUEST_CODE = 80877103;
+const CANCEL_REQUEST_CODE = 80877102;
+/**
+ * How long a cancel request may take, from dialling to the server's close: a server (or a
+ * firewall) that does not answer the cancel connection must not hold bansho's exit.
+ */
+export const CANCEL_TIMEOUT_MS = 500;
+
+/**
+ * Opens a connection to `host` ready for postgres.js's StartupMessage: a TCP or Unix-domain
+ * socket, upgraded to TLS as sslmode asks (never over a Unix socket, as in libpq). `track`
+ * is given every socket made, so that the caller can destroy them; `answered` is called on
+ * the server's first byte. `tls` overrides sslmode's negotiation (for a cancel request).
+ */
+async function dialHost(
+  target: PostgresTarget,
+  host: PostgresHost,
+  ca: string | undefined,
+  track: (socket: Socket) => void,
+  answered: () => void,
+  tls?: boolean,
+): Promise<{ socket: Socket; tls: boolean }> {
+  const raw = host.socketPath
+    ? connect({ path: host.socketPath })
+    : connect({ host: host.host, port: host.port });
+  // postgres.js names the host in its connection errors after `socket.host` and `socket.port`.
+  Object.assign(raw, { host: host.socketPath ?? host.host, port: host.port });
+  track(raw);
+  await once(raw, 'connect');
+  const wantTls = tls ?? (host.socketPath === undefined && target.sslMode !== 'disable');
+  if (!wantTls) return { socket: raw, tls: false };
+  raw.write(startupPacket(SSL_REQUEST_CODE));
+  const reply = await readSslReply(raw);
+  answered();
+  const where = displayPostgresHost(host);
+  // One byte, nothing after it: bytes sent before the handshake could be injected (CVE-2021-23222).
+  if (reply.length !== 1 || (reply[0] !== 0x53 && reply[0] !== 0x4e)) {
+    throw new BanshoError('protocol', `${where} did not answer the TLS request as PostgreSQL does`, {
+      service: 'postgres',
+    });
+  }
+  if (reply[0] === 0x4e) {
+    if (TLS_REQUIRED.has(target.sslMode) || tls) {
+      throw new BanshoError(
+        'tls',
+        `${where} does not accept TLS, but sslmode=${target.sslMode} requires it`,
+        {
+          service: 'postgres',
+        },
+      );
+    }
+    raw.resume();
+    return { socket: raw, tls: false };
+  }
+  let secure: Socket;
+  try {
+    secure = tlsConnect({
+      socket: raw,
+      ...(isIP(host.host) ? {} : { servername: host.host }),
+      ...verificationFor(target, ca, host.host),
+    });
+  } catch (error) {
+    // Node builds the TLS context here: a key that does not belong to the certificate fails now.
+    throw new BanshoError(
+      'tls',
+      `the client certificate (sslcert) and key (sslkey) cannot be used: ${(error as Error).message}`,
+      { service: 'postgres', cause: error },
+    );
+  }
+  Object.assign(secure, { host: host.host, port: host.port });
+  track(secure);
+  await once(secure, 'secureConnect');
+  return { socket: secure, tls: true };
+}
+
+/** A startup-phase packet without a body: int32 length, int32 code. */
+function startupPacket(code: number, ...words: number[]): Buffer {
+  const packet = Buffer.alloc(8 + 4 * words.length);
+  packet.writeInt32BE(packet.length, 0);
+  packet.writeInt32BE(code, 4);
+  for (const [index, word] of words.entries()) packet.writeUInt32BE(word, 8 + 4 * index);
+  return packet;
+}
+
+/** The server's answer to SSLRequest; the socket is paused on it, so that nothing is lost. */
+function readSslReply(socket: Socket): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const settle = (settlement: () => void) => {
+      socket.off('data', onData).off('error', onError).off('close', onClose);
+      settlement();
+    };
+    const onData = (chunk: Buffer) => {
+      socket.pause();
+      settle(() => resolve(chunk));
+    };
+    const onError = (error: Error) => settle(() => reject(error));
+    const onClose = () =>
+      settle(() =>
+        reject(Object.assign(new Error('closed before answering'), { code: 'CONNECTION_CLOSED' })),
+      );
+    socket.on('data', onData).on('error', onError).on('close', onClose);
+  });
+}
+
+/**
+ * Follows the server's messages on a session's socket (type byte, int32 length, body) to
+ * learn its cancel key and whether it is between statements, and notes every write as a
+ * statement under way. Bodies are skipped, not buffered, but for the two it reads.
+ */
+function watchSession(socket: Socket, wire: SessionWire, answered: () => void): void {
+  const header = Buffer.alloc(5);
+  let headerBytes = 0;
+  let remaining = 0;
+  let type = 0;
+  let body: Buffer[] = [];
+  const onMessage = (content: Buffer) => {
+    if (type === 0x4b && content.length >= 8) {
+      // BackendKeyData
+      wire.key = { pid: content.readUInt32BE(0), secret: content.readUInt32BE(4) };
+    } else if (type === 0x5a) {
+      // ReadyForQuery
+      wire.started = true;
+      wire.busy = false;
+    }
+  };
+  socket.on('data', (chunk: Buffer) => {
+    answered();
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (headerBytes < 5) {
+        const take = Math.min(5 - headerBytes, chunk.length - offset);
+        chunk.copy(header, headerBytes, offset, offset + take);
+        headerBytes += take;
+        offset += take;
+        if (headerBytes < 5) break;
+        type = header[0] ?? 0;
+        remaining = Math.max(0, header.readUInt32BE(1) - 4);
+        body = [];
+      }
+      const take = Math.min(remaining, chunk.length - offset);
+      if (type === 0x4b || type === 0x5a) body.push(chunk.subarray(offset, offset + take));
+      remaining -= take;
+      offset += take;
+      if (remaining === 0) {
+        onMessage(Buffer.concat(body));
+        headerBytes = 0;
+      }
+    }
+  });
+  const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
+  socket.write = ((...args: unknown[]) => {
+    wire.busy = true;
+    return write(...args);
+  }) as Socket['write'];
+}
+
+/**
+ * Sends PostgreSQL's CancelRequest for the session, as libpq's PQcancel does: on a new
+ * connection to the host that gave the session, over TLS when the session is, and waits for
+ * the server to close it (it does once the backend is told). Bounded by CANCEL_TIMEOUT_MS;
+ * never throws: a failed cancel leaves the server's own bounds (statement_timeout) to end it.
+ */
+async function cancelSession(
+  target: PostgresTarget,
+  wire: SessionWire,
+  ca: string | undefined,
+): Promise<void> {
+  const key = wire.key;
+  if (!key) return;
+  const sockets = new Set<Socket>();
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, CANCEL_TIMEOUT_MS);
+  });
+  const cancel = (async () => {
+    const { socket } = await dialHost(
+      target,
+      wire.host,
+      ca,
+      (made) => sockets.add(made),
+      () => {},
+      wire.tls,
+    );
+    const closed = once(socket, 'close');
+    socket.resume();
+    socket.end(startupPacket(CANCEL_REQUEST_CODE, key.pid, key.secret));
+    await closed;
+  })();
+  try {
+    await Promise.race([cancel, expired]);
+  } catch {
+    // Best effort, as libpq's: the statement then runs into its own statement_timeout.
+  } finally {
+    clearTimeout(timer);
+    for (const socket of sockets) socket.destroy();
+  }
 }
 
 /**
  * Runs `work` on a one-connection pool under a hard deadline, then closes the pool, and
  * turns anything thrown into a classified BanshoError. Every PostgreSQL check goes through here.
  * With several hosts, postgres.js moves from one to the next (a host that refuses, or does
- * not match target_session_attrs); bansho only hands it one socket per host, in order.
+ * not match target_session_attrs); bansho hands it one socket per host, in order.
+ * When the check is cut short (its deadline, the caller's signal, any failure while a
+ * statement runs), the statement is cancelled on the server before the sockets close.
  */
 export async function withPostgres<T>(
   target: PostgresTarget,
@@ -192,12 +446,24 @@ export async function withPostgres<T>(
   // It also redials when a socket closes during startup; a check dials each host exactly once.
   const sockets = new Set<Socket>();
   const hosts = target.hosts;
+  const ca = target.caPem;
   const outcomes: string[] = [];
   let dialled = 0;
   let finished = false;
+  let closing = false;
+  let wire: SessionWire | undefined;
+  let cancelling: Promise<void> | undefined;
+  const track = (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  };
   const destroySockets = () => {
     finished = true;
     for (const socket of sockets) socket.destroy();
+  };
+  // Once: a statement under way on a session the server gave is cancelled there.
+  const cancelRunning = () => {
+    if (!cancelling && !closing && wire?.busy && wire.key) cancelling = cancelSession(target, wire, ca);
   };
   // postgres.js waits for another host after a failed one; when none is left, this ends the wait.
   let exhausted: (error: BanshoError) => void = () => {};
@@ -212,46 +478,52 @@ export async function withPostgres<T>(
     max: 1,
     connectTimeoutMs: options.timeoutMs,
     // No timeouts as startup parameters: PgBouncer refuses them ("unsupported startup
-    // parameter"). The hard deadline bounds the check; boundTransaction bounds waits on the server.
+    // parameter"). The hard deadline bounds the check; inBoundedTransaction bounds waits on the server.
     statementTimeoutMs: 0,
     ...(sessionAttrs ? { targetSessionAttrs: sessionAttrs } : {}),
-    currentHost: () => (hosts[Math.max(0, dialled - 1)] ?? target).host,
     socket: async () => {
       if (finished)
         throw new BanshoError('interrupted', 'the check is over: not reconnecting', { service: 'postgres' });
-      const next = hosts[dialled];
-      if (!next) {
-        const error =
-          hosts.length === 1
-            ? new BanshoError(
-                'protocol',
-                `${target.display} closed the connection before the session started`,
-                {
-                  service: 'postgres',
-                },
-              )
-            : noHostError(target, sessionAttrs, outcomes);
-        exhausted(error);
-        throw error;
+      // A host that cannot be dialled is passed over here; one that closes the session later
+      // (a standby, for target_session_attrs) brings postgres.js back for the next.
+      while (dialled < hosts.length) {
+        const next = hosts[dialled] as PostgresHost;
+        dialled++;
+        const name = displayPostgresHost(next);
+        const answered =
+          hosts.length > 1
+            ? boundHostAnswer(next, Math.floor(options.timeoutMs / hosts.length), track)
+            : { watch: track, clear: () => {} };
+        try {
+          const opened = await dialHost(target, next, ca, answered.watch, answered.clear);
+          const session: SessionWire = { host: next, tls: opened.tls, started: false, busy: false };
+          watchSession(opened.socket, session, answered.clear);
+          wire = session;
+          opened.socket.once('error', (error: NodeJS.ErrnoException) =>
+            outcomes.push(`${name}: ${error.code ?? error.message}`),
+          );
+          opened.socket.once('close', () => {
+            if (outcomes.length < dialled) outcomes.push(`${name}: closed the session`);
+          });
+          return opened.socket;
+        } catch (error) {
+          answered.clear();
+          outcomes.push(`${name}: ${describeDialFailure(error)}`);
+          if (hosts.length === 1 || finished) throw error;
+        }
       }
-      dialled++;
-      const name = displayAddress(next);
-      const socket = connect({ host: next.host, port: next.port });
-      // postgres.js names the TLS server (SNI) after `socket.host`, as on the sockets it makes.
-      Object.assign(socket, { host: next.host });
-      sockets.add(socket);
-      socket.once('error', (error: NodeJS.ErrnoException) =>
-        outcomes.push(`${name}: ${error.code ?? error.message}`),
-      );
-      socket.once('close', () => {
-        sockets.delete(socket);
-        if (outcomes.length < dialled) outcomes.push(`${name}: closed the session`);
-      });
-      // With one host, a refused connection is reported as it is; with several, postgres.js
-      // is told through the socket's own events, and tries the next host.
-      if (hosts.length === 1) await once(socket, 'connect');
-      else boundHost(socket, Math.floor(options.timeoutMs / hosts.length));
-      return socket;
+      const error =
+        hosts.length === 1
+          ? new BanshoError(
+              'protocol',
+              `${target.display} closed the connection before the session started`,
+              {
+                service: 'postgres',
+              },
+            )
+          : noHostError(target, sessionAttrs, outcomes);
+      exhausted(error);
+      throw error;
     },
   });
   const deadline = startDeadline({
@@ -259,6 +531,7 @@ export async function withPostgres<T>(
     service: 'postgres',
     signal: options.signal,
     onExpire: () => {
+      cancelRunning();
       void sql.end({ timeout: 0 }).catch(() => {});
       destroySockets();
     },
@@ -267,12 +540,14 @@ export async function withPostgres<T>(
   const session: PostgresSession = {
     host: () => {
       const current = hosts[Math.max(0, dialled - 1)] ?? hosts[0];
-      return current ? displayAddress(current) : '';
+      return current ? displayPostgresHost(current) : '';
     },
+    started: () => wire?.started === true,
   };
   try {
     const result = await work(sql, race, session);
     deadline.phase = 'closing';
+    closing = true;
     // The Terminate message is the clean goodbye; once it has left, waiting for the server to
     // close its side too only waits for the backend to exit (~4 ms), so the socket goes first.
     const terminated = Promise.all([...sockets].map((socket) => once(socket, 'finish')));
@@ -280,11 +555,13 @@ export async function withPostgres<T>(
     destroySockets();
     return result;
   } catch (error) {
-    throw classifyPostgresError(error, target);
+    cancelRunning();
+    throw classifyPostgresError(error, target, session);
   } finally {
     deadline.clear();
     await sql.end({ timeout: 0 }).catch(() => {});
     destroySockets();
+    await cancelling;
   }
 }
 
@@ -293,19 +570,43 @@ export function answeringHost(target: PostgresTarget, session: PostgresSession):
   return target.hosts.length > 1 ? { host: session.host() } : {};
 }
 
+/** Why a host could not be dialled, in a few words: its system error code, or bansho's message. */
+function describeDialFailure(error: unknown): string {
+  if (error instanceof BanshoError) return error.message;
+  const { code, message } = error as NodeJS.ErrnoException;
+  return code ?? message;
+}
+
 /**
  * Gives one host of a list its share of the time to answer at all, as libpq's per-host
  * connect_timeout does: a host that drops packets or accepts and stays silent would otherwise
  * use up the whole --timeout, and postgres.js would never get to the next one. The server's
- * first byte (its answer to the startup or TLS request) ends the bound.
+ * first byte (its answer to the TLS request or to the startup) ends the bound: `clear`.
  */
-function boundHost(socket: Socket, shareMs: number): void {
+function boundHostAnswer(
+  host: PostgresHost,
+  shareMs: number,
+  track: (socket: Socket) => void,
+): { watch: (socket: Socket) => void; clear: () => void } {
+  const watched = new Set<Socket>();
   const timer = setTimeout(() => {
-    socket.destroy(Object.assign(new Error(`no answer within ${shareMs} ms`), { code: 'ETIMEDOUT' }));
+    const error = Object.assign(
+      new Error(`no answer from ${displayPostgresHost(host)} within ${shareMs} ms`),
+      {
+        code: 'ETIMEDOUT',
+      },
+    );
+    for (const socket of watched) socket.destroy(error);
   }, shareMs);
-  // Attached before postgres.js sends anything, so it runs first, before a TLS upgrade drops it.
-  socket.once('data', () => clearTimeout(timer));
-  socket.once('close', () => clearTimeout(timer));
+  return {
+    watch(socket: Socket) {
+      watched.add(socket);
+      track(socket);
+    },
+    clear() {
+      clearTimeout(timer);
+    },
+  };
 }
 
 /** Every host of the list was tried: say why each was passed over. */
@@ -316,7 +617,7 @@ function noHostError(
 ): BanshoError {
   const tried = outcomes.join('; ');
   const unreachable = (outcome: string) =>
-    /: (ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH)$/.test(outcome);
+    /: (ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOENT)$/.test(outcome);
   if (outcomes.every(unreachable) && outcomes.some((outcome) => outcome.endsWith('ETIMEDOUT'))) {
     return new BanshoError(
       'timeout',
@@ -326,7 +627,7 @@ function noHostError(
       },
     );
   }
-  if (outcomes.every((outcome) => outcome.endsWith('ECONNREFUSED'))) {
+  if (outcomes.every((outcome) => /: (ECONNREFUSED|ENOENT)$/.test(outcome))) {
     return new BanshoError(
       'connection_refused',
       `no host of ${target.display} accepted a connection (${tried})`,
@@ -344,25 +645,60 @@ function noHostError(
 }
 
 /**
- * Sets lock_timeout and statement_timeout for the current transaction only (SET LOCAL), so
- * that the server ends a wait with a clear error (`locked`, or 57014) before bansho's hard
- * deadline cuts the connection with a bare `timeout`. Transaction-scoped on purpose: through
- * PgBouncer in transaction pooling a session-level SET would leak to other clients.
+ * Runs `work` in a transaction whose waits the server bounds: statement_timeout and
+ * lock_timeout end a wait with a clear error (`timeout`, `locked`) before bansho's hard
+ * deadline cuts the connection, and idle_in_transaction_session_timeout ends a session bansho
+ * left in the middle of it. SET LOCAL, transaction-scoped, because through PgBouncer in
+ * transaction pooling a session-level SET would leak to other clients, and startup parameters
+ * are refused. BEGIN and the SETs go in one message, pipelined with work's first statement:
+ * a role's or database's own statement_timeout (even 1ms) then only bounds BEGIN and SET,
+ * which take microseconds, and there is no idle gap before the bounds hold.
+ * The pool must have one connection (withPostgres's), so that every statement runs in it,
+ * and the session must end after a failure.
  */
-export async function boundTransaction(tx: TransactionSql, remainingMs: number): Promise<void> {
-  const lockTimeout = `${Math.max(1, Math.floor(remainingMs * 0.75))}ms`;
-  const statementTimeout = `${Math.max(1, Math.floor(remainingMs * 0.9))}ms`;
-  await tx`select set_config('lock_timeout', ${lockTimeout}, true),
-                  set_config('statement_timeout', ${statementTimeout}, true)`;
+export async function inBoundedTransaction<T>(
+  sql: Sql,
+  remainingMs: number,
+  work: () => Promise<T>,
+): Promise<T> {
+  const statementMs = Math.max(1, Math.floor(remainingMs * 0.9));
+  const lockMs = Math.max(1, Math.floor(remainingMs * 0.75));
+  const idleMs = Math.max(1, Math.ceil(remainingMs));
+  const begun = sql.unsafe(
+    `begin; set local statement_timeout = ${statementMs}; set local lock_timeout = ${lockMs}; set local idle_in_transaction_session_timeout = ${idleMs}`,
+  );
+  begun.catch(() => {});
+  // On failure there is no ROLLBACK to wait for: withPostgres ends the session, which rolls
+  // the transaction back, and a session that never started would queue it forever.
+  const [, result] = await Promise.all([begun, work()]);
+  await sql.unsafe('commit');
+  return result;
+}
+
+/** Runs `work` inside a savepoint of the current transaction: its failure does not abort the transaction. */
+export async function inSavepoint<T>(sql: Sql, work: () => Promise<T>): Promise<T> {
+  const saved = sql.unsafe('savepoint bansho');
+  saved.catch(() => {});
+  try {
+    const [, result] = await Promise.all([saved, work()]);
+    await sql.unsafe('release savepoint bansho');
+    return result;
+  } catch (error) {
+    await sql.unsafe('rollback to savepoint bansho').catch(() => {});
+    throw error;
+  }
 }
 
 /**
  * Connects and runs the sub-checks: whether the session can serve the gateway (a primary,
- * writable, privileges), the version, and what to watch (connections, clock, encoding).
+ * writable, privileges), the version, and what to watch (connections, timeouts, clock, encoding).
  */
 export function checkPostgres(target: PostgresTarget, options: PostgresCheckOptions): Promise<PostgresProbe> {
+  const started = performance.now();
   return withPostgres(target, options, async (sql, race, session) => ({
-    ...(await race(probePostgres(sql))),
+    ...(await race(
+      inBoundedTransaction(sql, options.timeoutMs - (performance.now() - started), () => probePostgres(sql)),
+    )),
     ...answeringHost(target, session),
   }));
 }
@@ -401,6 +737,9 @@ const SQLSTATE_CODES: Record<string, FailureCode> = {
   '42501': 'permission_denied', // insufficient_privilege
 };
 
+/** How postgres.js and Node report a connection that the other side closed or reset. */
+const CLOSED_CODES = new Set(['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'ECONNRESET', 'EPIPE']);
+
 interface PostgresErrorLike {
   name?: unknown;
   code?: unknown;
@@ -408,8 +747,16 @@ interface PostgresErrorLike {
   severity?: unknown;
 }
 
-/** Maps anything a PostgreSQL check threw to a BanshoError with a stable code. */
-export function classifyPostgresError(error: unknown, target: PostgresTarget): BanshoError {
+/**
+ * Maps anything a PostgreSQL check threw to a BanshoError with a stable code. `session`, when
+ * known, tells a connection closed by a peer that never spoke PostgreSQL from one that the
+ * server closed after starting the session.
+ */
+export function classifyPostgresError(
+  error: unknown,
+  target: PostgresTarget,
+  session?: Pick<PostgresSession, 'started'>,
+): BanshoError {
   if (error instanceof BanshoError) return error;
   const where = target.display;
   const make = (code: FailureCode, message: string) =>
@@ -426,11 +773,9 @@ export function classifyPostgresError(error: unknown, target: PostgresTarget): B
   const codes = layers.map((layer) => (typeof layer.code === 'string' ? layer.code : ''));
   const first = String(layers[0]?.message ?? error);
   if (codes.includes('CONNECT_TIMEOUT')) return make('timeout', `connecting to ${where} timed out`);
-  if (/does not support SSL/i.test(first))
-    return make('tls', `${where} does not accept TLS, but sslmode requires it`);
-  if (
-    codes.some((code) => code === 'CONNECTION_CLOSED' || code === 'ECONNRESET' || code === 'CONNECTION_ENDED')
-  ) {
+  if (codes.some((code) => CLOSED_CODES.has(code))) {
+    // A peer that started the session speaks PostgreSQL: it, or something between, ended it.
+    if (session?.started()) return make('connection_lost', `${where} closed the session: ${first}`);
     return make('protocol', `${where} closed the connection before the session started: ${first}`);
   }
   return make('unexpected', `PostgreSQL check failed: ${first}`);

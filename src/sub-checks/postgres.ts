@@ -1,4 +1,4 @@
-import type { Sql, TransactionSql } from 'postgres';
+import type { Sql } from 'postgres';
 import type { CheckDetail } from '../checks.js';
 import { BanshoError } from '../errors.js';
 import { judgeClock } from './clock.js';
@@ -54,10 +54,7 @@ export interface PostgresFindings {
  * Runs the PostgreSQL sub-checks over a session the caller holds: one query, whose reply
  * the sub-checks judge. Nothing is written; a failed query throws (the caller classifies it).
  */
-export async function probePostgres(
-  sql: Sql | TransactionSql,
-  options: PostgresProbeOptions = {},
-): Promise<PostgresFindings> {
+export async function probePostgres(sql: Sql, options: PostgresProbeOptions = {}): Promise<PostgresFindings> {
   const sentAtMs = Date.now();
   const facts = await readFacts(sql);
   const receivedAtMs = Date.now();
@@ -67,7 +64,7 @@ export async function probePostgres(
   };
 }
 
-async function readFacts(sql: Sql | TransactionSql): Promise<PostgresFacts> {
+async function readFacts(sql: Sql): Promise<PostgresFacts> {
   const pairs = GATEWAY_PRIVILEGES.flatMap(({ table, privileges }) =>
     privileges.map((privilege) => ({ table, privilege })),
   );
