@@ -743,6 +743,8 @@ const CLOSED_CODES = new Set(['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'ECONNRES
 interface PostgresErrorLike {
   name?: unknown;
   code?: unknown;
+  /** Node's system errors: the address dialled, a path for a Unix socket. */
+  address?: unknown;
   message?: unknown;
   severity?: unknown;
 }
@@ -767,6 +769,26 @@ export function classifyPostgresError(
       const message = `${String(layer.severity ?? 'ERROR')} ${layer.code}: ${String(layer.message)}`;
       return make(SQLSTATE_CODES[layer.code] ?? 'server_error', message);
     }
+  }
+  const socketFailure = layers.find(
+    (layer) => typeof layer.address === 'string' && layer.address.startsWith('/') && layer.code !== undefined,
+  );
+  if (socketFailure?.code === 'ENOENT') {
+    return make(
+      'connection_refused',
+      `no socket at ${String(socketFailure.address)} (ENOENT): is PostgreSQL running, with this directory in unix_socket_directories and this port?`,
+    );
+  }
+  if (socketFailure?.code === 'EACCES') {
+    return new BanshoError(
+      'connection_refused',
+      `may not open the socket ${String(socketFailure.address)} (EACCES)`,
+      {
+        cause: error,
+        service: 'postgres',
+        hint: "the socket's directory or file does not let bansho's OS user in: check their owner and mode (unix_socket_group, unix_socket_permissions)",
+      },
+    );
   }
   const network = classifyNetworkError(error, 'postgres', where);
   if (network) return network;

@@ -50,6 +50,11 @@ export interface PostgresEndpoint {
 
 export interface PostgresServer extends PostgresEndpoint {
   host: typeof LOOPBACK;
+  /**
+   * The directory of the server's Unix-domain socket (`.s.PGSQL.<port>`): the instance dir,
+   * owned by the postgres OS user with mode 0700, so only root or that user can connect through it.
+   */
+  socketDir: string;
   /** The server's recent log output (its last 16,000 characters). */
   log(): string;
 }
@@ -95,6 +100,7 @@ async function startPostgresOn(port: number, options: PostgresOptions): Promise<
   const server: PostgresServer = {
     host: LOOPBACK,
     port,
+    socketDir: dir,
     ...psqlClient(
       (database = 'postgres') => `postgres://postgres@${LOOPBACK}:${port}/${encodeURIComponent(database)}`,
       cleanEnv(),
