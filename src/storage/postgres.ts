@@ -209,6 +209,8 @@ export interface PostgresSession {
   host(): string;
   /** Whether the server had started the session (sent ReadyForQuery) before anything failed. */
   started(): boolean;
+  /** Whether the session's connection is TLS. */
+  tls(): boolean;
 }
 
 // ---------------------------------------------------------------------------
@@ -543,6 +545,7 @@ export async function withPostgres<T>(
       return current ? displayPostgresHost(current) : '';
     },
     started: () => wire?.started === true,
+    tls: () => wire?.tls === true,
   };
   try {
     const result = await work(sql, race, session);
@@ -737,6 +740,44 @@ const SQLSTATE_CODES: Record<string, FailureCode> = {
   '42501': 'permission_denied', // insufficient_privilege
 };
 
+/**
+ * What an error's message tells beyond its SQLSTATE, which several conditions share: a
+ * better code, or a hint that sends the operator the right way. Undefined when it tells nothing more.
+ */
+function classifyServerMessage(
+  sqlstate: string,
+  message: string,
+): { code?: FailureCode; hint: string } | undefined {
+  for (const rule of SERVER_MESSAGES) {
+    if ((rule.sqlstate === undefined || rule.sqlstate === sqlstate) && rule.pattern.test(message)) {
+      return { ...(rule.code ? { code: rule.code } : {}), hint: rule.hint(message) };
+    }
+  }
+  return undefined;
+}
+
+interface ServerMessageRule {
+  sqlstate?: string;
+  pattern: RegExp;
+  code?: FailureCode;
+  hint: (message: string) => string;
+}
+
+const SERVER_MESSAGES: readonly ServerMessageRule[] = [
+  {
+    sqlstate: '28000',
+    pattern: /requires a valid client certificate/,
+    hint: () =>
+      'the server requires a client certificate for this role (pg_hba cert, or clientcert=verify-full): give sslcert and sslkey in POSTGRES_DSN',
+  },
+  {
+    sqlstate: '28000',
+    pattern: /certificate authentication failed/,
+    hint: () =>
+      "the client certificate's CN (sslcert) must be the role in POSTGRES_DSN, or map to it in pg_ident.conf",
+  },
+];
+
 /** How postgres.js and Node report a connection that the other side closed or reset. */
 const CLOSED_CODES = new Set(['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'ECONNRESET', 'EPIPE']);
 
@@ -757,7 +798,7 @@ interface PostgresErrorLike {
 export function classifyPostgresError(
   error: unknown,
   target: PostgresTarget,
-  session?: Pick<PostgresSession, 'started'>,
+  session?: Pick<PostgresSession, 'started' | 'tls'>,
 ): BanshoError {
   if (error instanceof BanshoError) return error;
   const where = target.display;
@@ -767,7 +808,12 @@ export function classifyPostgresError(
   for (const layer of layers) {
     if (layer.name === 'PostgresError' && typeof layer.code === 'string') {
       const message = `${String(layer.severity ?? 'ERROR')} ${layer.code}: ${String(layer.message)}`;
-      return make(SQLSTATE_CODES[layer.code] ?? 'server_error', message);
+      const known = classifyServerMessage(layer.code, String(layer.message));
+      return new BanshoError(known?.code ?? SQLSTATE_CODES[layer.code] ?? 'server_error', message, {
+        cause: error,
+        service: 'postgres',
+        ...(known?.hint ? { hint: known.hint } : {}),
+      });
     }
   }
   const socketFailure = layers.find(
@@ -798,6 +844,13 @@ export function classifyPostgresError(
   if (codes.some((code) => CLOSED_CODES.has(code))) {
     // A peer that started the session speaks PostgreSQL: it, or something between, ended it.
     if (session?.started()) return make('connection_lost', `${where} closed the session: ${first}`);
+    // Under TLS 1.3 a server refuses a client certificate after the handshake, with a reset.
+    if (session?.tls()) {
+      return make(
+        'tls',
+        `${where} closed the TLS connection before the session started${target.sslCert ? ': does the server trust the CA of the client certificate (sslcert)?' : ''}: ${first}`,
+      );
+    }
     return make('protocol', `${where} closed the connection before the session started: ${first}`);
   }
   return make('unexpected', `PostgreSQL check failed: ${first}`);

@@ -27,4 +27,11 @@ export {
 export { type ExecOptions, type ExecResult, exec, run } from './process.js';
 export { type RedisEndpoint, type RedisOptions, type RedisServer, redisAt, startRedis } from './redis.js';
 export { usePostgres, useRedis } from './shared.js';
-export { makeOtherCa, makeTlsFiles, type TlsFiles } from './tls.js';
+export {
+  type ClientCertFiles,
+  makeClientCert,
+  makeOtherCa,
+  makeOtherCaFiles,
+  makeTlsFiles,
+  type TlsFiles,
+} from './tls.js';

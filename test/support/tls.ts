@@ -68,12 +68,58 @@ export async function makeTlsFiles(
   return { dir: target, caCert, caKey, cert, key };
 }
 
-/** The certificate path of a brand-new CA unrelated to any other: for "wrong CA" tests. */
-export async function makeOtherCa(dir?: string): Promise<string> {
+export interface ClientCertFiles {
+  /** Client certificate (PEM) signed by the CA, for `commonName`. */
+  cert: string;
+  /** Its private key (PEM, unencrypted, mode 0600 as libpq wants it). */
+  key: string;
+}
+
+/**
+ * A client certificate for mutual TLS, signed by the CA of `tls` (or by `ca`): its CN is the
+ * user name, which PostgreSQL's `cert` authentication compares with the role logging in.
+ */
+export async function makeClientCert(
+  tls: Pick<TlsFiles, 'dir' | 'caCert' | 'caKey'>,
+  commonName: string,
+): Promise<ClientCertFiles> {
+  const stem = join(tls.dir, `client-${commonName}-${randomBytes(3).toString('hex')}`);
+  const cert = `${stem}.crt`;
+  const key = `${stem}.key`;
+  const csr = `${stem}.csr`;
+  const extFile = `${stem}.ext`;
+  await openssl(['req', '-new', ...EC_KEY], ['-keyout', key, '-out', csr], ['-subj', `/CN=${commonName}`]);
+  await writeFile(
+    extFile,
+    [
+      'basicConstraints = critical, CA:FALSE',
+      'keyUsage = critical, digitalSignature',
+      'extendedKeyUsage = clientAuth',
+      '',
+    ].join('\n'),
+  );
+  await openssl(
+    ['x509', '-req', '-in', csr, '-out', cert],
+    ['-CA', tls.caCert, '-CAkey', tls.caKey, '-set_serial', randomSerial()],
+    ['-days', DAYS, '-sha256', '-extfile', extFile],
+  );
+  await Promise.all([rm(csr), rm(extFile)]);
+  await chmod(cert, 0o644);
+  await chmod(key, 0o600);
+  return { cert, key };
+}
+
+/** A CA unrelated to any other, with its key, to sign certificates a server does not trust. */
+export async function makeOtherCaFiles(dir?: string): Promise<Pick<TlsFiles, 'dir' | 'caCert' | 'caKey'>> {
   const target = await prepareDir(dir, 'bansho-other-ca-');
   const { caCert, caKey } = await makeCa(target);
   await makeWorldReadable([caCert, caKey]);
-  return caCert;
+  return { dir: target, caCert, caKey };
+}
+
+/** The certificate path of a brand-new CA unrelated to any other: for "wrong CA" tests. */
+export async function makeOtherCa(dir?: string): Promise<string> {
+  return (await makeOtherCaFiles(dir)).caCert;
 }
 
 async function makeCa(dir: string): Promise<{ caCert: string; caKey: string }> {
