@@ -86,6 +86,18 @@ describe('what ensure-schema refuses to start on (refuseServer)', () => {
     maxConnections: 100,
     reservedConnections: 3,
     connectionsInUse: 1,
+    database: 'bansho',
+    superuser: false,
+    roleConnectionLimit: -1,
+    roleConnections: 1,
+    databaseConnectionLimit: -1,
+    databaseConnections: 1,
+    timeouts: [
+      { name: 'statement_timeout', ms: 0 },
+      { name: 'lock_timeout', ms: 0 },
+      { name: 'idle_in_transaction_session_timeout', ms: 0 },
+      { name: 'idle_session_timeout', ms: 0 },
+    ],
     encoding: 'UTF8',
     serverMs: 1000,
   };

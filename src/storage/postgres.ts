@@ -211,6 +211,10 @@ export interface PostgresSession {
   started(): boolean;
   /** Whether the session's connection is TLS. */
   tls(): boolean;
+  /** Whether the peer answered as PostgreSQL does, if only to the TLS request. */
+  spoke(): boolean;
+  /** The FATAL error the server sent before it closed the session, if it did. */
+  fatal(): ServerError | undefined;
 }
 
 // ---------------------------------------------------------------------------
@@ -225,10 +229,21 @@ interface SessionWire {
   tls: boolean;
   /** From BackendKeyData: what a CancelRequest for this session names. */
   key?: { pid: number; secret: number };
+  /** The peer answered as PostgreSQL does (the TLS request, or a start-up message). */
+  spoke: boolean;
   /** ReadyForQuery was seen: the server started the session. */
   started: boolean;
   /** Something was sent since the last ReadyForQuery: a statement may be running. */
   busy: boolean;
+  /** The last FATAL error the server sent: why it closed the session, which postgres.js drops when it closes. */
+  fatal?: ServerError;
+}
+
+/** An ErrorResponse's fields that bansho reports. */
+export interface ServerError {
+  severity: string;
+  code: string;
+  message: string;
 }
 
 /** The SSLRequest and CancelRequest codes of the startup phase (protocol 3.0). */
@@ -253,7 +268,7 @@ async function dialHost(
   track: (socket: Socket) => void,
   answered: () => void,
   tls?: boolean,
-): Promise<{ socket: Socket; tls: boolean }> {
+): Promise<{ socket: Socket; tls: boolean; negotiated: boolean }> {
   const raw = host.socketPath
     ? connect({ path: host.socketPath })
     : connect({ host: host.host, port: host.port });
@@ -262,7 +277,7 @@ async function dialHost(
   track(raw);
   await once(raw, 'connect');
   const wantTls = tls ?? (host.socketPath === undefined && target.sslMode !== 'disable');
-  if (!wantTls) return { socket: raw, tls: false };
+  if (!wantTls) return { socket: raw, tls: false, negotiated: false };
   raw.write(startupPacket(SSL_REQUEST_CODE));
   const reply = await readSslReply(raw);
   answered();
@@ -284,7 +299,7 @@ async function dialHost(
       );
     }
     raw.resume();
-    return { socket: raw, tls: false };
+    return { socket: raw, tls: false, negotiated: true };
   }
   let secure: Socket;
   try {
@@ -304,7 +319,7 @@ async function dialHost(
   Object.assign(secure, { host: host.host, port: host.port });
   track(secure);
   await once(secure, 'secureConnect');
-  return { socket: secure, tls: true };
+  return { socket: secure, tls: true, negotiated: true };
 }
 
 /** A startup-phase packet without a body: int32 length, int32 code. */
@@ -336,6 +351,27 @@ function readSslReply(socket: Socket): Promise<Buffer> {
   });
 }
 
+/** An ErrorResponse body: fields of a type byte and a NUL-terminated string, then a NUL. */
+function parseErrorFields(body: Buffer): ServerError {
+  const fields = new Map<string, string>();
+  let offset = 0;
+  while (offset < body.length && body[offset] !== 0) {
+    const end = body.indexOf(0, offset + 1);
+    if (end === -1) break;
+    fields.set(String.fromCharCode(body[offset] ?? 0), body.toString('utf8', offset + 1, end));
+    offset = end + 1;
+  }
+  return {
+    // V is the severity that translation leaves alone (9.6+); S the one shown.
+    severity: fields.get('V') ?? fields.get('S') ?? 'ERROR',
+    code: fields.get('C') ?? '',
+    message: fields.get('M') ?? '',
+  };
+}
+
+/** The messages a server may open its answer to a StartupMessage with: R, E, S, K, Z, N, v. */
+const STARTUP_REPLIES = new Set([0x52, 0x45, 0x53, 0x4b, 0x5a, 0x4e, 0x76]);
+
 /**
  * Follows the server's messages on a session's socket (type byte, int32 length, body) to
  * learn its cancel key and whether it is between statements, and notes every write as a
@@ -355,6 +391,9 @@ function watchSession(socket: Socket, wire: SessionWire, answered: () => void): 
       // ReadyForQuery
       wire.started = true;
       wire.busy = false;
+    } else if (type === 0x45) {
+      const error = parseErrorFields(content);
+      if (error.severity === 'FATAL' || error.severity === 'PANIC') wire.fatal = error;
     }
   };
   socket.on('data', (chunk: Buffer) => {
@@ -370,9 +409,10 @@ function watchSession(socket: Socket, wire: SessionWire, answered: () => void): 
         type = header[0] ?? 0;
         remaining = Math.max(0, header.readUInt32BE(1) - 4);
         body = [];
+        if (STARTUP_REPLIES.has(type) && remaining < 1 << 20) wire.spoke = true;
       }
       const take = Math.min(remaining, chunk.length - offset);
-      if (type === 0x4b || type === 0x5a) body.push(chunk.subarray(offset, offset + take));
+      if (type === 0x4b || type === 0x5a || type === 0x45) body.push(chunk.subarray(offset, offset + take));
       remaining -= take;
       offset += take;
       if (remaining === 0) {
@@ -498,7 +538,13 @@ export async function withPostgres<T>(
             : { watch: track, clear: () => {} };
         try {
           const opened = await dialHost(target, next, ca, answered.watch, answered.clear);
-          const session: SessionWire = { host: next, tls: opened.tls, started: false, busy: false };
+          const session: SessionWire = {
+            host: next,
+            tls: opened.tls,
+            spoke: opened.negotiated,
+            started: false,
+            busy: false,
+          };
           watchSession(opened.socket, session, answered.clear);
           wire = session;
           opened.socket.once('error', (error: NodeJS.ErrnoException) =>
@@ -515,15 +561,21 @@ export async function withPostgres<T>(
         }
       }
       const error =
-        hosts.length === 1
-          ? new BanshoError(
-              'protocol',
-              `${target.display} closed the connection before the session started`,
-              {
-                service: 'postgres',
-              },
-            )
-          : noHostError(target, sessionAttrs, outcomes);
+        hosts.length > 1
+          ? noHostError(target, sessionAttrs, outcomes)
+          : wire?.spoke
+            ? new BanshoError(
+                'connection_lost',
+                `${target.display} answered, then closed the connection during start-up`,
+                { service: 'postgres' },
+              )
+            : new BanshoError(
+                'protocol',
+                `${target.display} closed the connection before the session started`,
+                {
+                  service: 'postgres',
+                },
+              );
       exhausted(error);
       throw error;
     },
@@ -546,6 +598,8 @@ export async function withPostgres<T>(
     },
     started: () => wire?.started === true,
     tls: () => wire?.tls === true,
+    spoke: () => wire?.spoke === true,
+    fatal: () => wire?.fatal,
   };
   try {
     const result = await work(sql, race, session);
@@ -763,7 +817,137 @@ interface ServerMessageRule {
   hint: (message: string) => string;
 }
 
+/** PgBouncer's name for a hint, and where its own settings live. */
+const PGBOUNCER = 'PgBouncer (the pooler in front of PostgreSQL)';
+
 const SERVER_MESSAGES: readonly ServerMessageRule[] = [
+  {
+    sqlstate: '53300',
+    pattern: /too many connections for role "([^"]*)"/,
+    hint: (message) => {
+      const role = /for role "([^"]*)"/.exec(message)?.[1] ?? '<role>';
+      return `role ${role}'s own CONNECTION LIMIT is reached, not the server's max_connections: look for its idle or leaked sessions in pg_stat_activity, use a pooler, or raise it: ALTER ROLE ${role} CONNECTION LIMIT <n>`;
+    },
+  },
+  {
+    sqlstate: '53300',
+    pattern: /too many connections for database "([^"]*)"/,
+    hint: (message) => {
+      const database = /for database "([^"]*)"/.exec(message)?.[1] ?? '<database>';
+      return `database ${database}'s own CONNECTION LIMIT is reached, not the server's max_connections: look for idle or leaked sessions in it (pg_stat_activity), use a pooler, or raise it: ALTER DATABASE ${database} CONNECTION LIMIT <n>`;
+    },
+  },
+  {
+    sqlstate: '53300',
+    pattern: /remaining connection slots are reserved/,
+    hint: () =>
+      'max_connections is reached for ordinary roles: only the slots reserved for superusers (superuser_reserved_connections, reserved_connections) are left; look for idle or leaked sessions in pg_stat_activity, use a pooler, or raise max_connections',
+  },
+  {
+    sqlstate: '57P01',
+    pattern: /terminating connection due to administrator command/,
+    code: 'connection_lost',
+    hint: () =>
+      "the server ended bansho's session: pg_terminate_backend() from another session, or a shutdown (pg_ctl stop -m fast); retry with --wait, and if it recurs look for what terminates sessions",
+  },
+  {
+    sqlstate: '57P05',
+    pattern: /idle-session timeout/,
+    code: 'connection_lost',
+    hint: () =>
+      "idle_session_timeout ended the session between two of bansho's statements, and will end the gateway's pooled sessions: ALTER ROLE … RESET idle_session_timeout (or raise it above the pool's idle timeout)",
+  },
+  {
+    sqlstate: '25P03',
+    pattern: /idle-in-transaction timeout/,
+    code: 'connection_lost',
+    hint: () =>
+      'idle_in_transaction_session_timeout ended the session inside a transaction: ALTER ROLE … RESET idle_in_transaction_session_timeout, or raise it',
+  },
+  // PgBouncer answers most of its own conditions with an ErrorResponse coded 08P01: the message tells which.
+  {
+    sqlstate: '08P01',
+    pattern: /^no such database/i,
+    code: 'unknown_database',
+    hint: () =>
+      `${PGBOUNCER} has no [databases] entry for this database (and no * fallback): add one to pgbouncer.ini, or fix the database in POSTGRES_DSN`,
+  },
+  {
+    sqlstate: '08P01',
+    pattern: /^bouncer config error/i,
+    code: 'server_error',
+    hint: () =>
+      `${PGBOUNCER} cannot serve this database as configured ("bouncer config error"): e.g. auth_type=any without user= in the [databases] entry, or an auth_user / auth_dbname it cannot use; see PgBouncer's log`,
+  },
+  {
+    sqlstate: '08P01',
+    pattern: /^no such user/i,
+    code: 'auth_failed',
+    hint: () =>
+      `${PGBOUNCER} does not know this user: add it to its auth_file, or set auth_user / auth_query`,
+  },
+  {
+    sqlstate: '08P01',
+    pattern: /^"?trust"? authentication failed/i,
+    code: 'auth_failed',
+    hint: () =>
+      `${PGBOUNCER} refused the user: with auth_type=trust it must still be listed in PgBouncer's auth_file`,
+  },
+  {
+    sqlstate: '08P01',
+    pattern: /password authentication failed|server login failed|SASL authentication failed/i,
+    code: 'auth_failed',
+    hint: () =>
+      `${PGBOUNCER} could not log this user in: check the password in POSTGRES_DSN and in PgBouncer's auth_file (it logs in to PostgreSQL with it), and the server's pg_hba.conf`,
+  },
+  {
+    sqlstate: '08P01',
+    pattern: /no more connections allowed \(max_client_conn\)/,
+    code: 'too_many_connections',
+    hint: () =>
+      `${PGBOUNCER}'s max_client_conn is reached: look for leaked clients, or raise it in pgbouncer.ini`,
+  },
+  {
+    sqlstate: '08P01',
+    pattern: /query_wait_timeout|client_login_timeout/,
+    code: 'timeout',
+    hint: () =>
+      `${PGBOUNCER} found no server connection in time (query_wait_timeout / client_login_timeout): its pool is busy with long transactions, too small (default_pool_size), or PostgreSQL is unreachable from it`,
+  },
+  {
+    sqlstate: '08P01',
+    pattern: /cannot connect to server/i,
+    code: 'connection_refused',
+    hint: () =>
+      `${PGBOUNCER} is up but cannot reach PostgreSQL: check host and port of its [databases] entry, and that PostgreSQL is running`,
+  },
+  {
+    sqlstate: '08P01',
+    pattern: /^SSL required/i,
+    code: 'tls',
+    hint: () =>
+      `${PGBOUNCER} requires TLS from its clients (client_tls_sslmode): use sslmode=require or stronger`,
+  },
+  {
+    sqlstate: '08P01',
+    pattern: /^unsupported startup parameter/i,
+    code: 'server_error',
+    hint: () =>
+      `${PGBOUNCER} refuses a startup parameter of POSTGRES_DSN: remove it, or list it in PgBouncer's ignore_startup_parameters`,
+  },
+  {
+    sqlstate: '08P01',
+    pattern: /does not allow connections/i,
+    code: 'not_ready',
+    hint: () => `${PGBOUNCER} has this database disabled or paused (DISABLE / PAUSE): ENABLE / RESUME it`,
+  },
+  {
+    // An ErrorResponse is PostgreSQL's protocol: whoever sent it speaks it.
+    sqlstate: '08P01',
+    pattern: /./,
+    hint: () =>
+      "the server, or a pooler such as PgBouncer in front of it, refused bansho's messages: read its message, and the log of whichever of them listens on POSTGRES_DSN's port",
+  },
   {
     sqlstate: '28000',
     pattern: /requires a valid client certificate/,
@@ -798,21 +982,27 @@ interface PostgresErrorLike {
 export function classifyPostgresError(
   error: unknown,
   target: PostgresTarget,
-  session?: Pick<PostgresSession, 'started' | 'tls'>,
+  session?: Pick<PostgresSession, 'started' | 'tls' | 'spoke' | 'fatal'>,
 ): BanshoError {
   if (error instanceof BanshoError) return error;
   const where = target.display;
   const make = (code: FailureCode, message: string) =>
     new BanshoError(code, message, { cause: error, service: 'postgres' });
   const layers = errorChain(error) as PostgresErrorLike[];
+  const fromServer = (reply: ServerError) => {
+    const known = classifyServerMessage(reply.code, reply.message);
+    return new BanshoError(
+      known?.code ?? SQLSTATE_CODES[reply.code] ?? 'server_error',
+      `${reply.severity} ${reply.code}: ${reply.message}`,
+      { cause: error, service: 'postgres', ...(known?.hint ? { hint: known.hint } : {}) },
+    );
+  };
   for (const layer of layers) {
     if (layer.name === 'PostgresError' && typeof layer.code === 'string') {
-      const message = `${String(layer.severity ?? 'ERROR')} ${layer.code}: ${String(layer.message)}`;
-      const known = classifyServerMessage(layer.code, String(layer.message));
-      return new BanshoError(known?.code ?? SQLSTATE_CODES[layer.code] ?? 'server_error', message, {
-        cause: error,
-        service: 'postgres',
-        ...(known?.hint ? { hint: known.hint } : {}),
+      return fromServer({
+        severity: String(layer.severity ?? 'ERROR'),
+        code: layer.code,
+        message: String(layer.message),
       });
     }
   }
@@ -842,6 +1032,9 @@ export function classifyPostgresError(
   const first = String(layers[0]?.message ?? error);
   if (codes.includes('CONNECT_TIMEOUT')) return make('timeout', `connecting to ${where} timed out`);
   if (codes.some((code) => CLOSED_CODES.has(code))) {
+    // The server said why before it closed: postgres.js drops that when it closes.
+    const fatal = session?.fatal();
+    if (fatal) return fromServer(fatal);
     // A peer that started the session speaks PostgreSQL: it, or something between, ended it.
     if (session?.started()) return make('connection_lost', `${where} closed the session: ${first}`);
     // Under TLS 1.3 a server refuses a client certificate after the handshake, with a reset.
@@ -849,6 +1042,12 @@ export function classifyPostgresError(
       return make(
         'tls',
         `${where} closed the TLS connection before the session started${target.sslCert ? ': does the server trust the CA of the client certificate (sslcert)?' : ''}: ${first}`,
+      );
+    }
+    if (session?.spoke()) {
+      return make(
+        'connection_lost',
+        `${where} answered, then closed the connection during start-up: ${first}`,
       );
     }
     return make('protocol', `${where} closed the connection before the session started: ${first}`);
