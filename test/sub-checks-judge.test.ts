@@ -135,12 +135,17 @@ describe('judgePostgres', () => {
     assert.equal(timeouts(HEALTHY.timeouts)?.status, 'pass');
     assert.equal(
       timeouts(HEALTHY.timeouts)?.observed,
-      'statement_timeout off, lock_timeout off, idle_in_transaction_session_timeout off, idle_session_timeout off',
+      'all off (statement_timeout, lock_timeout, idle_in_transaction_session_timeout, idle_session_timeout)',
     );
     assert.equal(timeouts([{ name: 'statement_timeout', ms: MIN_SESSION_TIMEOUT_MS }])?.status, 'pass');
     const byRole = timeouts([{ name: 'statement_timeout', ms: 1, setBy: 'role' }]);
     assert.equal(byRole?.status, 'warn');
     assert.equal(byRole?.observed, 'statement_timeout 1ms (ALTER ROLE)');
+    const someSet = timeouts([
+      { name: 'statement_timeout', ms: 30_000, setBy: 'database' },
+      { name: 'lock_timeout', ms: 0 },
+    ]);
+    assert.equal(someSet?.observed, 'statement_timeout 30s (ALTER DATABASE); the others off');
     assert.match(byRole?.hint ?? '', /ALTER ROLE gateway RESET statement_timeout/);
     const byDatabase = timeouts([{ name: 'lock_timeout', ms: 5, setBy: 'database' }]);
     assert.match(byDatabase?.hint ?? '', /ALTER DATABASE bansho RESET lock_timeout/);

@@ -347,6 +347,13 @@ function judgeConnections(facts: PostgresFacts): CheckDetail {
   return warned('connections', shown.join('; '), full.hint);
 }
 
+/** Where a session default was set, as the statement that set it. */
+const SET_BY = {
+  role: 'ALTER ROLE',
+  database: 'ALTER DATABASE',
+  'role in database': 'ALTER ROLE IN DATABASE',
+};
+
 /** What each session default cuts short in the gateway, for the hint. */
 const TIMEOUT_EFFECTS: Record<string, string> = {
   statement_timeout: 'cancels any of its statements that runs longer',
@@ -362,8 +369,12 @@ const TIMEOUT_EFFECTS: Record<string, string> = {
  */
 function judgeTimeouts(facts: PostgresFacts): CheckDetail {
   const describe = (entry: PostgresFacts['timeouts'][number]) =>
-    `${entry.name} ${entry.ms === 0 ? 'off' : formatDuration(entry.ms)}${entry.setBy ? ` (ALTER ${entry.setBy === 'database' ? 'DATABASE' : 'ROLE'})` : ''}`;
-  const observed = facts.timeouts.map(describe).join(', ');
+    `${entry.name} ${formatDuration(entry.ms)}${entry.setBy ? ` (${SET_BY[entry.setBy]})` : ''}`;
+  const set = facts.timeouts.filter((entry) => entry.ms > 0);
+  const observed =
+    set.length === 0
+      ? `all off (${facts.timeouts.map((entry) => entry.name).join(', ')})`
+      : `${set.map(describe).join(', ')}${set.length < facts.timeouts.length ? '; the others off' : ''}`;
   const low = facts.timeouts.filter((entry) => entry.ms > 0 && entry.ms < MIN_SESSION_TIMEOUT_MS);
   if (low.length === 0) return passed('timeouts', observed);
   const fixes = low.map((entry) => {
