@@ -9,18 +9,19 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { BanshoError, ensureSchema } from '../src/index.js';
 import { assertExit, type CliResult, parseJson, runCli } from './support/cli.js';
 import { holdLock, startGatewayInsert, waitFor } from './support/locks.js';
 import {
+  type ForwardingProxy,
   freePort,
   makeTlsFiles,
   type PostgresEndpoint,
   type PostgresServer,
   type RedisEndpoint,
   startPostgres,
+  startProxy,
   usePostgres,
   useRedis,
 } from './support/servers.js';
@@ -116,6 +117,39 @@ async function runAndSignal(
   return running;
 }
 
+/**
+ * The scenario of the issue: ensure-schema (through `dsn`, on `database` of `server`) waits
+ * for CREATE INDEX's lock behind an open transaction that wrote to audit_events, the
+ * gateway's INSERT waits behind ensure-schema, and `signal` stops it. `whileWaiting` looks at
+ * the server while both wait. Returns the run, once nothing of bansho's is left behind.
+ */
+async function signalWhileWaiting(
+  server: PostgresEndpoint,
+  database: string,
+  dsn: string,
+  signal: NodeJS.Signals,
+  whileWaiting: () => Promise<void> = async () => {},
+): Promise<CliResult> {
+  const release = await holdLock(server.dsn(database), 'lock table audit_events in row exclusive mode');
+  let insert: Promise<void> = Promise.resolve();
+  try {
+    const result = await runAndSignal(
+      ['ensure-schema', '--timeout', '60s', '--postgres-dsn', dsn],
+      signal,
+      async () => {
+        await waitsForLock(server, database, 'bansho');
+        await whileWaiting();
+        insert = startGatewayInsert(server.dsn(database)).done;
+        await waitsForLock(server, database, 'gateway');
+      },
+    );
+    await assertNothingLeftBehind(server, database, insert, describeRun(result));
+    return result;
+  } finally {
+    await release();
+  }
+}
+
 describe('a signal while ensure-schema waits for a lock', { concurrency: true }, () => {
   for (const [signal, code] of [
     ['SIGTERM', 143],
@@ -123,25 +157,7 @@ describe('a signal while ensure-schema waits for a lock', { concurrency: true },
   ] as const) {
     test(`${signal}: exit ${code}, bansho's statement is cancelled on the server, and the gateway's INSERT goes through`, async () => {
       const name = await databaseMissingAnIndex(pg, `cancel_${signal.toLowerCase()}`);
-      // An open transaction that wrote to audit_events: CREATE INDEX waits for it, and the
-      // gateway's next INSERT waits behind CREATE INDEX.
-      const release = await holdLock(pg.dsn(name), 'lock table audit_events in row exclusive mode');
-      let insert: Promise<void> | undefined;
-      try {
-        const result = await runAndSignal(
-          ['ensure-schema', '--timeout', '60s', '--postgres-dsn', pg.dsn(name)],
-          signal,
-          async () => {
-            await waitsForLock(pg, name, 'bansho');
-            insert = startGatewayInsert(pg.dsn(name)).done;
-            await waitsForLock(pg, name, 'gateway');
-          },
-        );
-        assertExit(result, code);
-        await assertNothingLeftBehind(pg, name, insert ?? Promise.resolve(), describeRun(result));
-      } finally {
-        await release();
-      }
+      assertExit(await signalWhileWaiting(pg, name, pg.dsn(name), signal), code);
     });
   }
 
@@ -149,50 +165,25 @@ describe('a signal while ensure-schema waits for a lock', { concurrency: true },
     const name = await databaseMissingAnIndex(pg, 'cancel_hosts');
     const closed = await freePort();
     const dsn = `postgres://postgres@127.0.0.1:${closed},127.0.0.1:${pg.port}/${name}`;
-    const release = await holdLock(pg.dsn(name), 'lock table audit_events in row exclusive mode');
-    let insert: Promise<void> | undefined;
-    try {
-      const result = await runAndSignal(
-        ['ensure-schema', '--timeout', '60s', '--postgres-dsn', dsn],
-        'SIGTERM',
-        async () => {
-          await waitsForLock(pg, name, 'bansho');
-          insert = startGatewayInsert(pg.dsn(name)).done;
-          await waitsForLock(pg, name, 'gateway');
-        },
-      );
-      assertExit(result, 143);
-      await assertNothingLeftBehind(pg, name, insert ?? Promise.resolve(), describeRun(result));
-    } finally {
-      await release();
-    }
+    assertExit(await signalWhileWaiting(pg, name, dsn, 'SIGTERM'), 143);
   });
 
   test('over a TLS session (sslmode=require), the cancel is sent and the statement ends', async () => {
     const name = await databaseMissingAnIndex(tlsServer, 'cancel_tls');
-    const dsn = `${tlsServer.dsn(name)}?sslmode=require`;
-    const release = await holdLock(tlsServer.dsn(name), 'lock table audit_events in row exclusive mode');
-    let insert: Promise<void> | undefined;
-    try {
-      const result = await runAndSignal(
-        ['ensure-schema', '--timeout', '60s', '--postgres-dsn', dsn],
-        'SIGTERM',
-        async () => {
-          await waitsForLock(tlsServer, name, 'bansho');
-          const overTls = await tlsServer.query(
-            `select count(*) from pg_stat_ssl s join pg_stat_activity a using (pid)
-              where a.datname = '${name}' and a.application_name = 'bansho' and s.ssl`,
-          );
-          assert.equal(overTls.trim(), '1', "bansho's session is not a TLS one");
-          insert = startGatewayInsert(tlsServer.dsn(name)).done;
-          await waitsForLock(tlsServer, name, 'gateway');
-        },
-      );
-      assertExit(result, 143);
-      await assertNothingLeftBehind(tlsServer, name, insert ?? Promise.resolve(), describeRun(result));
-    } finally {
-      await release();
-    }
+    const result = await signalWhileWaiting(
+      tlsServer,
+      name,
+      `${tlsServer.dsn(name)}?sslmode=require`,
+      'SIGTERM',
+      async () => {
+        const overTls = await tlsServer.query(
+          `select count(*) from pg_stat_ssl s join pg_stat_activity a using (pid)
+          where a.datname = '${name}' and a.application_name = 'bansho' and s.ssl`,
+        );
+        assert.equal(overTls.trim(), '1', "bansho's session is not a TLS one");
+      },
+    );
+    assertExit(result, 143);
   });
 });
 
@@ -269,30 +260,13 @@ test('the library: ensureSchema aborted by its AbortSignal cancels its statement
 });
 
 describe('the cancel request is bounded', () => {
-  let proxy: Server;
-  let proxyPort: number;
-  const accepted: Socket[] = [];
-
+  let proxy: ForwardingProxy;
   before(async () => {
-    // Forwards the first connection to PostgreSQL and leaves every later one (the cancel
-    // request's) unanswered, as a server or a firewall that drops the cancel connection would.
-    proxy = createServer((client) => {
-      accepted.push(client);
-      client.on('error', () => {});
-      if (accepted.length > 1) return;
-      const upstream = tcpConnect({ host: '127.0.0.1', port: pg.port });
-      upstream.on('error', () => client.destroy());
-      client.on('close', () => upstream.destroy());
-      client.pipe(upstream).pipe(client);
-    });
-    proxyPort = await new Promise<number>((resolve) => {
-      proxy.listen(0, '127.0.0.1', () => resolve((proxy.address() as { port: number }).port));
-    });
+    // The session goes through; every later connection (the cancel request's) is left
+    // unanswered, as by a server or a firewall that drops the cancel connection.
+    proxy = await startProxy(pg.port, (index) => index === 0);
   });
-  after(() => {
-    for (const socket of accepted) socket.destroy();
-    proxy.close();
-  });
+  after(() => proxy.close());
 
   test('a cancel connection that is never answered does not hold the exit', async () => {
     const name = await databaseMissingAnIndex(pg, 'cancel_bounded');
@@ -305,7 +279,7 @@ describe('the cancel request is bounded', () => {
           '--timeout',
           '60s',
           '--postgres-dsn',
-          `postgres://postgres@127.0.0.1:${proxyPort}/${name}`,
+          `postgres://postgres@127.0.0.1:${proxy.port}/${name}`,
         ],
         'SIGTERM',
         async () => {
@@ -319,7 +293,7 @@ describe('the cancel request is bounded', () => {
         exitedAfterMs < 3000,
         `exited ${Math.round(exitedAfterMs)} ms after the signal: ${describeRun(result)}`,
       );
-      assert.ok(accepted.length >= 2, 'no cancel request was attempted');
+      assert.ok(proxy.clients().length >= 2, 'no cancel request was attempted');
     } finally {
       await release();
     }

@@ -9,6 +9,7 @@ import { before, describe, test } from 'node:test';
 import { refuseServer } from '../src/schema/ensure.js';
 import { judgePostgres, type PostgresFacts } from '../src/sub-checks/postgres.js';
 import { assertExit, type CliResult, parseJson, runCli } from './support/cli.js';
+import { UNLIMITED_SESSION } from './support/facts.js';
 import { holdLock } from './support/locks.js';
 import { ALL_CHANGES, described } from './support/schema.js';
 import { type PostgresEndpoint, type RedisEndpoint, usePostgres, useRedis } from './support/servers.js';
@@ -86,18 +87,7 @@ describe('what ensure-schema refuses to start on (refuseServer)', () => {
     maxConnections: 100,
     reservedConnections: 3,
     connectionsInUse: 1,
-    database: 'bansho',
-    superuser: false,
-    roleConnectionLimit: -1,
-    roleConnections: 1,
-    databaseConnectionLimit: -1,
-    databaseConnections: 1,
-    timeouts: [
-      { name: 'statement_timeout', ms: 0 },
-      { name: 'lock_timeout', ms: 0 },
-      { name: 'idle_in_transaction_session_timeout', ms: 0 },
-      { name: 'idle_session_timeout', ms: 0 },
-    ],
+    ...UNLIMITED_SESSION,
     encoding: 'UTF8',
     serverMs: 1000,
   };

@@ -8,13 +8,20 @@
  * Needs `npm run build` first: the CLI under test is bin/bansho → dist/.
  */
 import assert from 'node:assert/strict';
-import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import { createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { closePostgres, createPostgresPool, type Sql } from '../src/index.js';
 import { assertExit, type CliResult, parseJson, runCli } from './support/cli.js';
 import { holdLock, waitFor } from './support/locks.js';
 import { hasPgBouncer, type PgBouncer, startPgBouncer } from './support/pgbouncer.js';
-import { type PostgresServer, type RedisEndpoint, startPostgres, useRedis } from './support/servers.js';
+import {
+  type ForwardingProxy,
+  type PostgresServer,
+  type RedisEndpoint,
+  startPostgres,
+  startProxy,
+  useRedis,
+} from './support/servers.js';
 
 let pg: PostgresServer;
 let redis: RedisEndpoint;
@@ -247,28 +254,11 @@ describe('a session the server closed after starting it', () => {
   });
 
   describe('a connection reset in the middle of a statement', () => {
-    let proxy: Server;
-    let proxyPort: number;
-    const clients: Socket[] = [];
+    let proxy: ForwardingProxy;
     before(async () => {
-      // Forwards to PostgreSQL; the test resets every connection through it on demand, as a
-      // load balancer or firewall timing out a connection would.
-      proxy = createServer((client) => {
-        clients.push(client);
-        client.on('error', () => {});
-        const upstream = tcpConnect({ host: '127.0.0.1', port: pg.port });
-        upstream.on('error', () => client.destroy());
-        client.on('close', () => upstream.destroy());
-        client.pipe(upstream).pipe(client);
-      });
-      proxyPort = await new Promise<number>((resolve) => {
-        proxy.listen(0, '127.0.0.1', () => resolve((proxy.address() as { port: number }).port));
-      });
+      proxy = await startProxy(pg.port);
     });
-    after(() => {
-      for (const client of clients) client.destroy();
-      proxy.close();
-    });
+    after(() => proxy.close());
 
     test('connection_lost, not "the peer does not speak PostgreSQL"', async () => {
       const name = await pg.createDatabase('reset');
@@ -282,14 +272,14 @@ describe('a session the server closed after starting it', () => {
           '--timeout',
           '30s',
           '--postgres-dsn',
-          dsnAs('postgres', name, proxyPort),
+          dsnAs('postgres', name, proxy.port),
         ]);
         const banshoWaits = `select count(*) from pg_stat_activity where datname = '${name}' and application_name = 'bansho' and wait_event_type = 'Lock'`;
         await waitFor(
           'bansho waiting for the lock',
           async () => (await pg.query(banshoWaits)).trim() === '1',
         );
-        for (const client of clients) client.resetAndDestroy();
+        proxy.resetAll();
         const result = await running;
         assertExit(result, 1);
         const error = parseJson(result).checks.schema?.error;

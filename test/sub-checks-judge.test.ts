@@ -7,6 +7,7 @@ import { describe, test } from 'node:test';
 import { CLOCK_SKEW_LIMIT_MS, clockSkewMs, judgeClock } from '../src/sub-checks/clock.js';
 import { judgePostgres, MIN_SESSION_TIMEOUT_MS, type PostgresFacts } from '../src/sub-checks/postgres.js';
 import { judgeEviction, judgeMemory, parseInfo } from '../src/sub-checks/redis.js';
+import { UNLIMITED_SESSION } from './support/facts.js';
 
 describe('clockSkewMs', () => {
   test('a reading taken between sending and receiving is no skew, however slow the round trip', () => {
@@ -54,18 +55,7 @@ const HEALTHY: PostgresFacts = {
   maxConnections: 100,
   reservedConnections: 3,
   connectionsInUse: 5,
-  database: 'bansho',
-  superuser: false,
-  roleConnectionLimit: -1,
-  roleConnections: 1,
-  databaseConnectionLimit: -1,
-  databaseConnections: 1,
-  timeouts: [
-    { name: 'statement_timeout', ms: 0 },
-    { name: 'lock_timeout', ms: 0 },
-    { name: 'idle_in_transaction_session_timeout', ms: 0 },
-    { name: 'idle_session_timeout', ms: 0 },
-  ],
+  ...UNLIMITED_SESSION,
   encoding: 'UTF8',
   serverMs: 10_005,
 };

@@ -8,9 +8,11 @@
 export { freePort, rawExchange, waitForPort } from './net.js';
 export {
   type FakePeer,
+  type ForwardingProxy,
   type PostgresErrorFields,
   startGarbagePeer,
   startPostgresErrorPeer,
+  startProxy,
   startRedisErrorPeer,
   startSilentPeer,
 } from './peers.js';
