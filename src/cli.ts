@@ -25,7 +25,8 @@ Exit codes:
 Variables (flags win, then the environment, then ./.env):
   REDIS_URL     redis://[[user]:password@]host[:port][/db] or rediss://…  (default redis://127.0.0.1:6379);
                 several comma-separated for a cluster; redis+sentinel://host:port[,…]/<master>
-  POSTGRES_DSN  postgres://[user[:password]@]host[:port][,host[:port]…][/db][?sslmode=…&sslrootcert=…]
+  POSTGRES_DSN  postgres://[user[:password]@]host[:port][,host[:port]…][/db][?sslmode=…&sslrootcert=…&sslcert=…&sslkey=…]
+                or through a Unix socket: postgres://[user[:password]@]/db?host=/var/run/postgresql
                 (default postgres://postgres@127.0.0.1:5432/postgres)
   NO_COLOR      set to turn colour off`;
 
