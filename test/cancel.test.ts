@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { BanshoError, ensureSchema } from '../src/index.js';
 import { assertExit, type CliResult, parseJson, runCli } from './support/cli.js';
 import { holdLock, startGatewayInsert, waitFor } from './support/locks.js';
+import { hasPgBouncer, type PgBouncer, startPgBouncer } from './support/pgbouncer.js';
 import {
   type ForwardingProxy,
   freePort,
@@ -31,6 +32,7 @@ const GONE_WITHIN_MS = 4000;
 
 let pg: PostgresEndpoint;
 let redis: RedisEndpoint;
+const withBouncer = await hasPgBouncer();
 let tlsServer: PostgresServer;
 
 before(async () => {
@@ -184,6 +186,48 @@ describe('a signal while ensure-schema waits for a lock', { concurrency: true },
       },
     );
     assertExit(result, 143);
+  });
+});
+
+describe('through PgBouncer in transaction pooling', {
+  skip: withBouncer ? false : 'pgbouncer is not installed',
+}, () => {
+  let bouncer: PgBouncer;
+  before(async () => {
+    bouncer = await startPgBouncer({ backend: pg });
+  });
+  after(() => bouncer?.stop());
+
+  test("SIGTERM: the cancel goes to PgBouncer, which passes it on; the server connection stops waiting, the gateway's INSERT goes through", async () => {
+    const name = await databaseMissingAnIndex(pg, 'cancel_bouncer');
+    const release = await holdLock(pg.dsn(name), 'lock table audit_events in row exclusive mode');
+    try {
+      let insert: Promise<void> = Promise.resolve();
+      const result = await runAndSignal(
+        ['ensure-schema', '--timeout', '60s', '--postgres-dsn', bouncer.dsn(name)],
+        'SIGTERM',
+        async () => {
+          await waitsForLock(pg, name, 'bansho');
+          insert = startGatewayInsert(pg.dsn(name)).done;
+          await waitsForLock(pg, name, 'gateway');
+        },
+      );
+      assertExit(result, 143);
+      // PgBouncer keeps its server connection for the next client: what must go is the wait.
+      await waitFor(
+        `the server connection to stop waiting (${describeRun(result)})`,
+        async () => (await sessions(pg, name, 'bansho')).waiting === 0,
+        GONE_WITHIN_MS,
+      );
+      await Promise.race([
+        insert,
+        new Promise((_, reject) =>
+          setTimeout(() => reject(new Error("the gateway's INSERT still waits")), GONE_WITHIN_MS),
+        ),
+      ]);
+    } finally {
+      await release();
+    }
   });
 });
 

@@ -503,9 +503,19 @@ export async function withPostgres<T>(
     finished = true;
     for (const socket of sockets) socket.destroy();
   };
-  // Once: a statement under way on a session the server gave is cancelled there.
-  const cancelRunning = () => {
+  // Once: a statement under way on a session the server gave is cancelled there. The session
+  // stays open until the cancel is through: PgBouncer passes a cancel on only for a client
+  // still connected, and closes the server connection of one that left mid-transaction.
+  const cancelRunning = (): Promise<void> => {
     if (!cancelling && !closing && wire?.busy && wire.key) cancelling = cancelSession(target, wire, ca);
+    return cancelling ?? Promise.resolve();
+  };
+  const close = () => {
+    finished = true;
+    void cancelRunning().then(() => {
+      void sql.end({ timeout: 0 }).catch(() => {});
+      destroySockets();
+    });
   };
   // postgres.js waits for another host after a failed one; when none is left, this ends the wait.
   let exhausted: (error: BanshoError) => void = () => {};
@@ -584,11 +594,7 @@ export async function withPostgres<T>(
     timeoutMs: options.timeoutMs,
     service: 'postgres',
     signal: options.signal,
-    onExpire: () => {
-      cancelRunning();
-      void sql.end({ timeout: 0 }).catch(() => {});
-      destroySockets();
-    },
+    onExpire: close,
   });
   const race = <R>(promise: Promise<R>) => deadline.race(Promise.race([promise, noHostLeft]));
   const session: PostgresSession = {
@@ -612,13 +618,13 @@ export async function withPostgres<T>(
     destroySockets();
     return result;
   } catch (error) {
-    cancelRunning();
+    void cancelRunning();
     throw classifyPostgresError(error, target, session);
   } finally {
     deadline.clear();
+    await cancelRunning();
     await sql.end({ timeout: 0 }).catch(() => {});
     destroySockets();
-    await cancelling;
   }
 }
 
