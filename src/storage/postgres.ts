@@ -457,7 +457,8 @@ async function cancelSession(
     );
     const closed = once(socket, 'close');
     socket.resume();
-    socket.end(startupPacket(CANCEL_REQUEST_CODE, key.pid, key.secret));
+    // Written, not ended: PgBouncer drops a queued cancel whose client has hung up (EOF).
+    socket.write(startupPacket(CANCEL_REQUEST_CODE, key.pid, key.secret));
     await closed;
   })();
   try {
