@@ -254,9 +254,10 @@ test('smoke interrupted while reading the schema under a lock: its session is go
 
 test('--timeout expiring while ensure-schema waits for a lock cancels the statement: exit 1 with timeout, nothing left waiting', async () => {
   const name = await databaseMissingAnIndex(pg, 'cancel_deadline');
-  // The schema lock is held first, for longer than a quarter of --timeout: when it is released,
-  // CREATE INDEX starts waiting for the table with a lock_timeout of its own that ends after
-  // --timeout, so it is bansho's deadline, not the server's bound, that ends the wait.
+  // The schema lock is held first, for half of --timeout: lock_timeout (three quarters of what
+  // is left when the transaction begins) bounds each wait on its own, so CREATE INDEX, which
+  // then waits for the table, would wait on ~7 s past --timeout: bansho's deadline ends the
+  // wait, not the server's bound. Half leaves seconds of margin either way on a busy machine.
   const releaseSchemaLock = await holdLock(
     pg.dsn(name),
     "select pg_advisory_xact_lock(hashtext('bansho.schema'))",
@@ -264,11 +265,11 @@ test('--timeout expiring while ensure-schema waits for a lock cancels the statem
   const releaseTable = await holdLock(pg.dsn(name), 'lock table audit_events in row exclusive mode');
   let insert: Promise<void> | undefined;
   try {
-    const running = runCli(['ensure-schema', '--json', '--timeout', '20s', '--postgres-dsn', pg.dsn(name)], {
+    const running = runCli(['ensure-schema', '--json', '--timeout', '30s', '--postgres-dsn', pg.dsn(name)], {
       killAfterMs: 60_000,
     });
     await waitsForLock(pg, name, 'bansho');
-    await new Promise((resolve) => setTimeout(resolve, 12_000));
+    await new Promise((resolve) => setTimeout(resolve, 15_000));
     await releaseSchemaLock();
     insert = startGatewayInsert(pg.dsn(name)).done;
     await waitsForLock(pg, name, 'gateway');
