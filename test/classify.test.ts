@@ -221,6 +221,20 @@ describe('classifyPostgresError', () => {
     ],
     ['08P01', 'database does not allow connections: db', 'PgBouncer DISABLE', 'not_ready', /RESUME/],
     ['08P01', 'invalid startup packet layout', 'PostgreSQL itself', 'protocol', /refused bansho's messages/],
+    [
+      '57014',
+      'canceling statement due to user request',
+      'pg_cancel_backend',
+      'server_error',
+      /pg_cancel_backend/,
+    ],
+    [
+      '57014',
+      'canceling statement due to statement timeout',
+      "bansho's own bound",
+      'timeout',
+      /raise --timeout/,
+    ],
   ];
   for (const [sqlstate, message, name, code, hint] of hinted) {
     test(`${sqlstate} from ${name}: ${code}, with a hint that says so`, () => {

@@ -851,6 +851,20 @@ const SERVER_MESSAGES: readonly ServerMessageRule[] = [
       'max_connections is reached for ordinary roles: only the slots reserved for superusers (superuser_reserved_connections, reserved_connections) are left; look for idle or leaked sessions in pg_stat_activity, use a pooler, or raise max_connections',
   },
   {
+    sqlstate: '57014',
+    pattern: /due to statement timeout/,
+    hint: () =>
+      'a statement ran into the statement_timeout bansho sets just under --timeout: the server is slow, or the statement waits for something (see pg_stat_activity); raise --timeout',
+  },
+  {
+    // bansho's own statement_timeout is "due to statement timeout"; this one came from elsewhere.
+    sqlstate: '57014',
+    pattern: /due to user request/,
+    code: 'server_error',
+    hint: () =>
+      "another session cancelled bansho's statement (pg_cancel_backend()), or a pooler in front of the server did: retry, and look for what cancels sessions",
+  },
+  {
     sqlstate: '57P01',
     pattern: /terminating connection due to administrator command/,
     code: 'connection_lost',
