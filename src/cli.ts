@@ -39,7 +39,8 @@ function variablesHelp(needs: { redis: boolean; postgres: boolean }): string {
     );
   if (needs.postgres)
     lines.push(
-      '  POSTGRES_DSN  postgres://[user[:password]@]host[:port][,host[:port]…][/db][?sslmode=…&sslrootcert=…]',
+      '  POSTGRES_DSN  postgres://[user[:password]@]host[:port][,host[:port]…][/db][?sslmode=…&sslrootcert=…&sslcert=…&sslkey=…]',
+      '                or through a Unix socket: postgres://[user[:password]@]/db?host=/var/run/postgresql',
       '                (default postgres://postgres@127.0.0.1:5432/postgres)',
     );
   lines.push(

@@ -92,6 +92,8 @@ const HINTS: Record<FailureCode, Partial<Record<Service | 'any', string>>> = {
   connection_closed: {
     redis:
       'the server (or a proxy before it) hung up after it had answered: look in its log for a CLIENT KILL, a restart or shutdown, a timeout or client limit of a proxy; retry with --wait',
+    postgres:
+      "the server closed a session it had started: a backend ended by pg_terminate_backend or idle_session_timeout, a crash or restart, or a proxy or firewall between; see the server's log, and retry with --wait",
     any: 'the server hung up after it had answered: look in its log for why, and retry with --wait',
   },
   server_error: {

@@ -1,11 +1,15 @@
+import { writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CommanderError } from 'commander';
 import { buildProgram, usageMessage } from './cli.js';
 import { ExitCode, hintFor } from './errors.js';
 import { runCommand } from './run.js';
 
-/** How long closing may take after a signal before the process is ended anyway. */
-const SIGNAL_GRACE_MS = 400;
+/**
+ * How long closing may take after a signal before the process is ended anyway: long enough
+ * for a PostgreSQL cancel request (bounded at 500 ms, src/storage/postgres.ts) to be sent.
+ */
+const SIGNAL_GRACE_MS = 1000;
 /** How long the process may linger after its report before an open handle is declared a bug. */
 const EXIT_GRACE_MS = 2000;
 
@@ -23,7 +27,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  ignoreClosedReaders();
+  surviveFailedWrites();
 
   const program = buildProgram(
     async (command, options) => {
@@ -71,15 +75,27 @@ export async function main(argv: readonly string[]): Promise<void> {
 }
 
 /**
- * `bansho --help | head -1` closes the pipe before bansho is done writing: that reader
- * wanted no more, which is no crash of ours. The exit code stays what the command set.
+ * A write that fails on stdout or stderr (a full disk, a closed descriptor, an I/O error) is
+ * no crash of ours: the exit code stays what the command set, the verdict, and stderr says
+ * once, if it still can, that output was lost. A reader that closed its pipe (`bansho --help
+ * | head -1`) wanted no more, so EPIPE is not worth a word.
  */
-function ignoreClosedReaders(): void {
-  for (const stream of [process.stdout, process.stderr]) {
-    stream.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EPIPE') throw error;
-    });
-  }
+function surviveFailedWrites(): void {
+  let told = false;
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (told || error.code === 'EPIPE') return;
+    told = true;
+    try {
+      writeSync(
+        2,
+        `bansho: could not write to stdout (${error.code ?? error.message}): output lost, the exit code still tells\n`,
+      );
+    } catch {
+      // stderr fails too: the exit code is all that is left.
+    }
+  });
+  // stderr is where a failure would be told: when it fails too, there is no one to tell.
+  process.stderr.on('error', () => {});
 }
 
 /**

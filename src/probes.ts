@@ -1,5 +1,6 @@
 import { type CheckResult, runCheck } from './checks.js';
 import type { Config } from './config.js';
+import type { PostgresSession } from './storage/postgres.js';
 import type { RedisTopology } from './storage/redis-topology.js';
 
 /*
@@ -71,14 +72,13 @@ export async function postgresAndSchemaChecks(
   signal: AbortSignal,
 ): Promise<{ postgres: CheckResult; schema: CheckResult }> {
   const target = required(config.postgres, 'postgres');
-  const { withPostgres, classifyPostgresError, answeringHost, boundTransaction } = await import(
-    './storage/postgres.js'
-  );
+  const { withPostgres, classifyPostgresError, answeringHost, inBoundedTransaction, inSavepoint } =
+    await import('./storage/postgres.js');
   const { probePostgres } = await import('./sub-checks/postgres.js');
   const { inspectSchemaOn, judgeSchema } = await import('./schema/ensure.js');
-  const classified = <T>(promise: Promise<T>) =>
+  const classified = <T>(promise: Promise<T>, session: PostgresSession) =>
     promise.catch((error: unknown) => {
-      throw classifyPostgresError(error, target);
+      throw classifyPostgresError(error, target, session);
     });
   let schema: CheckResult | undefined;
   // Both checks count from the start of the session they share: each needed the connection.
@@ -86,18 +86,17 @@ export async function postgresAndSchemaChecks(
   const postgres = await runCheck(target, async () => {
     let serverMs = 0;
     const probe = await withPostgres(target, { timeoutMs: config.timeoutMs, signal }, (sql, race, session) =>
-      // One transaction, so that the server bounds its waits (boundTransaction).
+      // One transaction, so that the server bounds its waits.
       race(
-        sql.begin(async (tx) => {
-          await boundTransaction(tx, config.timeoutMs - (performance.now() - start));
-          const findings = await classified(probePostgres(tx));
+        inBoundedTransaction(sql, config.timeoutMs - (performance.now() - start), async () => {
+          const findings = await classified(probePostgres(sql), session);
           serverMs = performance.now() - start;
           schema = await runCheck(
             target,
             async () => ({
               // In a savepoint: a failed read (a privilege, say) must not abort the transaction
               // the PostgreSQL check's findings came from.
-              ...judgeSchema(await classified(race(tx.savepoint((savepoint) => inspectSchemaOn(savepoint))))),
+              ...judgeSchema(await classified(race(inSavepoint(sql, () => inspectSchemaOn(sql))), session)),
               ...answeringHost(target, session),
             }),
             start,

@@ -109,7 +109,16 @@ describe('classifyPostgresError', () => {
     ['3D000', postgresError('3D000', 'database "db" does not exist'), 'unknown_database'],
     ['53300', postgresError('53300', 'sorry, too many clients already'), 'too_many_connections'],
     ['57P03', postgresError('57P03', 'the database system is starting up'), 'not_ready'],
-    ['57P01', postgresError('57P01', 'terminating connection due to administrator command'), 'not_ready'],
+    [
+      '57P01 (pg_terminate_backend, a fast shutdown)',
+      postgresError('57P01', 'terminating connection due to administrator command'),
+      'connection_closed',
+    ],
+    [
+      '57P05',
+      postgresError('57P05', 'terminating connection due to idle-session timeout'),
+      'connection_closed',
+    ],
     ['25006', postgresError('25006', 'cannot execute CREATE TABLE in a read-only transaction'), 'read_only'],
     ['57014', postgresError('57014', 'canceling statement due to statement timeout'), 'timeout'],
     ['08P01', postgresError('08P01', 'invalid startup packet'), 'protocol'],
@@ -151,6 +160,112 @@ describe('classifyPostgresError', () => {
       assert.ok(!classified.message.includes(':pw@'), classified.message);
     });
   }
+  test('a closed connection: protocol from a peer that never spoke PostgreSQL, connection_closed once it did', () => {
+    const closed = systemError('CONNECTION_CLOSED', 'write CONNECTION_CLOSED 127.0.0.1:5432');
+    const session = (facts: { started?: boolean; spoke?: boolean; tls?: boolean }) => ({
+      started: () => facts.started === true,
+      spoke: () => facts.spoke === true,
+      tls: () => facts.tls === true,
+      fatal: () => undefined,
+    });
+    assert.equal(classifyPostgresError(closed, pgTarget, session({})).code, 'protocol');
+    assert.equal(classifyPostgresError(closed, pgTarget, session({ spoke: true })).code, 'connection_closed');
+    assert.equal(
+      classifyPostgresError(closed, pgTarget, session({ spoke: true, started: true })).code,
+      'connection_closed',
+    );
+    assert.equal(classifyPostgresError(closed, pgTarget, session({ spoke: true, tls: true })).code, 'tls');
+    const fatal = classifyPostgresError(closed, pgTarget, {
+      ...session({ started: true }),
+      fatal: () => ({
+        severity: 'FATAL',
+        code: '57P05',
+        message: 'terminating connection due to idle-session timeout',
+      }),
+    });
+    assert.equal(fatal.code, 'connection_closed');
+    assert.equal(fatal.message, 'FATAL 57P05: terminating connection due to idle-session timeout');
+    assert.match(fatal.hint, /idle_session_timeout/);
+  });
+
+  const hinted: Array<[string, string, string, FailureCode, RegExp]> = [
+    [
+      '53300',
+      'too many connections for role "gw"',
+      'role',
+      'too_many_connections',
+      /ALTER ROLE gw CONNECTION LIMIT/,
+    ],
+    [
+      '53300',
+      'too many connections for database "db"',
+      'database',
+      'too_many_connections',
+      /ALTER DATABASE db CONNECTION LIMIT/,
+    ],
+    [
+      '53300',
+      'remaining connection slots are reserved for non-replication superuser connections',
+      'reserved',
+      'too_many_connections',
+      /reserved for superusers/,
+    ],
+    ['53300', 'sorry, too many clients already', 'server', 'too_many_connections', /max_connections/],
+    [
+      '08P01',
+      'no more connections allowed (max_client_conn)',
+      'PgBouncer max_client_conn',
+      'too_many_connections',
+      /PgBouncer.*max_client_conn/,
+    ],
+    [
+      '08P01',
+      'query_wait_timeout',
+      'PgBouncer query_wait_timeout',
+      'timeout',
+      /PgBouncer.*default_pool_size/,
+    ],
+    [
+      '08P01',
+      'pgbouncer cannot connect to server',
+      'PgBouncer without a server',
+      'connection_refused',
+      /PgBouncer.*\[databases\]/,
+    ],
+    ['08P01', 'SSL required', 'PgBouncer requiring TLS', 'tls', /client_tls_sslmode/],
+    [
+      '08P01',
+      'unsupported startup parameter: search_path',
+      'PgBouncer refusing a parameter',
+      'server_error',
+      /ignore_startup_parameters/,
+    ],
+    ['08P01', 'database does not allow connections: db', 'PgBouncer DISABLE', 'not_ready', /RESUME/],
+    ['08P01', 'invalid startup packet layout', 'PostgreSQL itself', 'protocol', /refused bansho's messages/],
+    [
+      '57014',
+      'canceling statement due to user request',
+      'pg_cancel_backend',
+      'server_error',
+      /pg_cancel_backend/,
+    ],
+    [
+      '57014',
+      'canceling statement due to statement timeout',
+      "bansho's own bound",
+      'timeout',
+      /raise --timeout/,
+    ],
+  ];
+  for (const [sqlstate, message, name, code, hint] of hinted) {
+    test(`${sqlstate} from ${name}: ${code}, with a hint that says so`, () => {
+      const classified = classifyPostgresError(postgresError(sqlstate, message), pgTarget);
+      assert.equal(classified.code, code);
+      assert.match(classified.hint, hint);
+      assert.doesNotMatch(classified.hint, /does not speak PostgreSQL/);
+    });
+  }
+
   test('the SQLSTATE and severity stay in the message', () => {
     const classified = classifyPostgresError(
       postgresError('3D000', 'database "db" does not exist'),

@@ -224,7 +224,7 @@ describe('ping-postgres', { concurrency: true }, () => {
     const [line = '', ...rest] = result.stdout.trimEnd().split('\n');
     assertSubCheckLines(
       rest,
-      ['version', 'primary', 'privileges', 'connections', 'clock', 'encoding'],
+      ['version', 'primary', 'privileges', 'connections', 'timeouts', 'clock', 'encoding'],
       result.stdout,
     );
     assert.match(line, /^PASS\s+postgres\s/);

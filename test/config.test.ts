@@ -326,6 +326,62 @@ describe('POSTGRES_DSN', () => {
     assert.equal(postgres?.display, 'postgres://u@h:1/d?target_session_attrs=standby');
   });
 
+  test('a Unix socket directory in ?host=, with no host part: the socket file is <dir>/.s.PGSQL.<port>', () => {
+    const postgres = load({ postgresDsn: 'postgres://app:pw@/bansho?host=/var/run/postgresql' }).postgres;
+    assert.deepEqual(postgres?.hosts, [
+      { host: '/var/run/postgresql', port: 5432, socketPath: '/var/run/postgresql/.s.PGSQL.5432' },
+    ]);
+    assert.equal(postgres?.database, 'bansho');
+    assert.equal(postgres?.password, 'pw');
+    assert.equal(postgres?.display, 'postgres://app:***@/bansho?host=/var/run/postgresql');
+  });
+
+  test('?host= overrides the host part, and the URI port chooses the socket file', () => {
+    const postgres = load({ postgresDsn: 'postgres://app@localhost:5433/bansho?host=/tmp/pg/' }).postgres;
+    assert.deepEqual(postgres?.hosts, [
+      { host: '/tmp/pg/', port: 5433, socketPath: '/tmp/pg/.s.PGSQL.5433' },
+    ]);
+    assert.equal(postgres?.display, 'postgres://app@/bansho?host=/tmp/pg/&port=5433');
+    const byParam = load({ postgresDsn: 'postgres://app@/bansho?host=/tmp/pg&port=6000' }).postgres;
+    assert.equal(byParam?.hosts[0]?.socketPath, '/tmp/pg/.s.PGSQL.6000');
+  });
+
+  test('a percent-encoded socket directory as the host, with or without a port', () => {
+    const postgres = load({ postgresDsn: 'postgresql://app:pw@%2Fvar%2Frun%2Fpostgresql/db' }).postgres;
+    assert.deepEqual(postgres?.hosts, [
+      { host: '/var/run/postgresql', port: 5432, socketPath: '/var/run/postgresql/.s.PGSQL.5432' },
+    ]);
+    assert.equal(postgres?.display, 'postgresql://app:***@/db?host=/var/run/postgresql');
+    const withPort = load({ postgresDsn: 'postgres://app@%2Frun%2Fpg:5433/db' }).postgres;
+    assert.equal(withPort?.hosts[0]?.socketPath, '/run/pg/.s.PGSQL.5433');
+  });
+
+  test('several hosts mixing a socket directory and TCP, each with its port, as libpq allows', () => {
+    const postgres = load({ postgresDsn: 'postgres://app:pw@%2Frun%2Fpg:5433,db2:5434/db' }).postgres;
+    assert.deepEqual(postgres?.hosts, [
+      { host: '/run/pg', port: 5433, socketPath: '/run/pg/.s.PGSQL.5433' },
+      { host: 'db2', port: 5434 },
+    ]);
+    assert.equal(postgres?.display, 'postgres://app:***@/db?host=/run/pg,db2&port=5433,5434');
+    const byParam = load({ postgresDsn: 'postgres://app@/db?host=/run/pg,::1&port=5432' }).postgres;
+    assert.deepEqual(byParam?.hosts, [
+      { host: '/run/pg', port: 5432, socketPath: '/run/pg/.s.PGSQL.5432' },
+      { host: '::1', port: 5432 },
+    ]);
+  });
+
+  test('sslcert and sslkey are read together, and shown (they are paths, not secrets)', () => {
+    const postgres = load({
+      postgresDsn: 'postgres://u@h/d?sslmode=verify-full&sslrootcert=/ca.pem&sslcert=/c.pem&sslkey=/k.pem',
+    }).postgres;
+    assert.equal(postgres?.sslCert, '/c.pem');
+    assert.equal(postgres?.sslKey, '/k.pem');
+    assert.equal(
+      postgres?.display,
+      'postgres://u@h:5432/d?sslmode=verify-full&sslrootcert=/ca.pem&sslcert=/c.pem&sslkey=/k.pem',
+    );
+  });
+
   for (const [dsn, pattern] of [
     ['postgres://u:hunter2@h1,,h2/d', /has an empty host in its host list/],
     ['postgres://u:hunter2@h1,h2:0/d', /has port 0/],
@@ -337,7 +393,18 @@ describe('POSTGRES_DSN', () => {
     ['mysql://u:hunter2@h/d', /unsupported scheme "mysql"/],
     ['postgres://u:hunter2@h/d?sslmode=maybe', /sslmode "maybe": expected one of disable, allow/],
     ['postgres://u:hunter2@h/d?statement_timeout=1', /unsupported query parameter "statement_timeout"/],
-    ['postgres://u:hunter2@/d', /is not a valid URL/],
+    ['postgres://u:hunter2@/d', /has no host: name one, or a Unix socket directory with \?host=/],
+    ['postgres://u:hunter2@/d?host=', /has an empty host in its \?host= list/],
+    ['postgres://u:hunter2@/d?host=/run/pg&port=0', /has port 0: expected 1-65535/],
+    ['postgres://u:hunter2@/d?host=/run/pg&port=x', /has port x: expected 1-65535/],
+    ['postgres://u:hunter2@/d?host=/a,/b,/c&port=1,2', /has 3 host\(s\) but 2 ports/],
+    ['postgres://u:hunter2@h1,h2/d?host=/run/pg', /has 1 host\(s\) but 2 ports/],
+    ['postgres://u:hunter2@%2Frun%ZZ/d', /has a socket directory with invalid percent-encoding/],
+    [
+      'postgres://u:hunter2@h/d?sslcert=/c.pem',
+      /has sslcert without sslkey: a client certificate needs both/,
+    ],
+    ['postgres://u:hunter2@h/d?sslkey=/k.pem', /has sslkey without sslcert/],
     ['postgres:///d', /has no host/],
     ['postgres://u:hunter2@h/a/b', /expected one database name/],
     ['host=localhost user=u password=hunter2', /is not a valid URL/],
@@ -378,6 +445,35 @@ describe('files', () => {
       postgresDsn: 'postgres://u@h/d?sslmode=verify-full&sslrootcert=/nonexistent.pem',
     });
     assert.match(configErrorOf(() => readConfigFiles(missing)).message, /cannot be read \(ENOENT\)/);
+  });
+
+  test('an unreadable or non-PEM sslcert or sslkey is a config error naming the parameter, never the DSN', () => {
+    const cert = join(dir, 'client.crt');
+    writeFileSync(cert, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    const notKey = join(dir, 'client.txt');
+    writeFileSync(notKey, 'hello');
+    const dsn = (certPath: string, keyPath: string, mode = 'require') =>
+      `postgres://u:hunter2@h/d?sslmode=${mode}&sslcert=${certPath}&sslkey=${keyPath}`;
+    const missingKey = configErrorOf(() =>
+      readConfigFiles(load({ postgresDsn: dsn(cert, '/nonexistent.key') })),
+    );
+    assert.equal(missingKey.message, `POSTGRES_DSN's sslkey "/nonexistent.key" cannot be read (ENOENT)`);
+    const badKey = configErrorOf(() => readConfigFiles(load({ postgresDsn: dsn(cert, notKey) })));
+    assert.equal(badKey.message, `POSTGRES_DSN's sslkey ${JSON.stringify(notKey)} holds no PEM private key`);
+    const badCert = configErrorOf(() => readConfigFiles(load({ postgresDsn: dsn(notKey, notKey) })));
+    assert.match(badCert.message, /^POSTGRES_DSN's sslcert ".*client\.txt" holds no PEM certificate$/);
+    for (const error of [missingKey, badKey, badCert]) assert.ok(!error.message.includes('hunter2'));
+  });
+
+  test('TLS files are not read when TLS is never used: sslmode=disable, or only Unix sockets', () => {
+    for (const dsn of [
+      'postgres://u@h/d?sslmode=disable&sslrootcert=/nonexistent.pem&sslcert=/no.crt&sslkey=/no.key',
+      'postgres://u@/d?host=/run/pg&sslmode=require&sslcert=/no.crt&sslkey=/no.key',
+    ]) {
+      const config = load({ postgresDsn: dsn });
+      readConfigFiles(config);
+      assert.equal(config.postgres?.certPem, undefined);
+    }
   });
 });
 

@@ -12,6 +12,8 @@ import { closePostgres, createPostgresPool, type Sql } from '../src/index.js';
 import { refuseServer } from '../src/schema/ensure.js';
 import { judgePostgres, type PostgresFacts } from '../src/sub-checks/postgres.js';
 import { assertExit, type CliResult, emptyDir, parseJson, runCli } from './support/cli.js';
+import { UNLIMITED_SESSION } from './support/facts.js';
+import { holdLock } from './support/locks.js';
 import { ALL_CHANGES, described } from './support/schema.js';
 import {
   type PostgresEndpoint,
@@ -24,13 +26,9 @@ import {
 
 let pg: PostgresEndpoint;
 let redis: RedisEndpoint;
-const pools: Sql[] = [];
 
 before(async () => {
   [pg, redis] = await Promise.all([usePostgres(), useRedis()]);
-});
-after(async () => {
-  await Promise.all(pools.map((sql) => closePostgres(sql, 0)));
 });
 
 async function ensure(dsn: string, ...args: string[]): Promise<CliResult> {
@@ -79,33 +77,6 @@ async function ensuredDatabase(prefix: string): Promise<{ name: string; dsn: str
   return { name, dsn };
 }
 
-/**
- * Runs `statement` (which takes a lock) in a transaction of the test's own session and keeps
- * that transaction open; resolves once the lock is held, with a function that ends it.
- */
-async function holdLock(database: string, statement: string): Promise<() => Promise<void>> {
-  const sql = createPostgresPool({ dsn: pg.dsn(database), max: 1 });
-  pools.push(sql);
-  let release: () => void = () => {};
-  const released = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  let locked: () => void = () => {};
-  const lockHeld = new Promise<void>((resolve) => {
-    locked = resolve;
-  });
-  const transaction = sql.begin(async (tx) => {
-    await tx.unsafe(statement);
-    locked();
-    await released;
-  });
-  await Promise.race([lockHeld, transaction]);
-  return async () => {
-    release();
-    await transaction;
-  };
-}
-
 /** `bansho smoke` against the shared Redis and this DSN, with `flags`. */
 function runSmoke(dsn: string, ...flags: string[]): Promise<CliResult> {
   return runCli(['smoke', ...flags, '--redis-url', redis.url, '--postgres-dsn', dsn]);
@@ -126,6 +97,7 @@ describe('what ensure-schema refuses to start on (refuseServer)', () => {
     maxConnections: 100,
     reservedConnections: 3,
     connectionsInUse: 1,
+    ...UNLIMITED_SESSION,
     encoding: 'UTF8',
     serverMs: 1000,
   };
@@ -400,7 +372,7 @@ describe('read-only targets, locks and time bounds', { concurrency: true }, () =
   test('another ensure-schema holding the schema lock: exit 1 with locked within --timeout, then success once released', async () => {
     const name = await pg.createDatabase('es_lock_advisory');
     const before = await snapshot(name);
-    const release = await holdLock(name, "select pg_advisory_xact_lock(hashtext('bansho.schema'))");
+    const release = await holdLock(pg.dsn(name), "select pg_advisory_xact_lock(hashtext('bansho.schema'))");
     try {
       const result = await ensure(pg.dsn(name), '--json', '--timeout', '1500ms');
       assertExit(result, 1);
@@ -419,7 +391,7 @@ describe('read-only targets, locks and time bounds', { concurrency: true }, () =
     const { name, dsn } = await ensuredDatabase('es_lock_table');
     await pg.query('drop index audit_events_ts_idx', name);
     const before = await snapshot(name);
-    const release = await holdLock(name, 'lock table audit_events in access exclusive mode');
+    const release = await holdLock(pg.dsn(name), 'lock table audit_events in access exclusive mode');
     try {
       const result = await ensure(dsn, '--json', '--timeout', '1500ms');
       assertExit(result, 1);

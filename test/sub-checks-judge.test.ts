@@ -5,8 +5,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { CLOCK_SKEW_LIMIT_MS, clockSkewMs, judgeClock } from '../src/sub-checks/clock.js';
-import { judgePostgres, type PostgresFacts } from '../src/sub-checks/postgres.js';
+import { judgePostgres, MIN_SESSION_TIMEOUT_MS, type PostgresFacts } from '../src/sub-checks/postgres.js';
 import { judgeEviction, judgeMemory, parseInfo } from '../src/sub-checks/redis.js';
+import { UNLIMITED_SESSION } from './support/facts.js';
 
 describe('clockSkewMs', () => {
   test('a reading taken between sending and receiving is no skew, however slow the round trip', () => {
@@ -54,6 +55,7 @@ const HEALTHY: PostgresFacts = {
   maxConnections: 100,
   reservedConnections: 3,
   connectionsInUse: 5,
+  ...UNLIMITED_SESSION,
   encoding: 'UTF8',
   serverMs: 10_005,
 };
@@ -84,6 +86,68 @@ describe('judgePostgres', () => {
     const open = { maxConnections: 23, reservedConnections: 3 };
     assert.equal(judge({ ...open, connectionsInUse: 18 }).connections?.status, 'pass');
     assert.equal(judge({ ...open, connectionsInUse: 19 }).connections?.status, 'warn');
+  });
+  test("connections: a role's CONNECTION LIMIT tighter than the server's is named first, and warns above 90%", () => {
+    const role = { roleConnectionLimit: 10, roleConnections: 9 };
+    const passing = judge(role).connections;
+    assert.equal(passing?.status, 'pass');
+    assert.equal(
+      passing?.observed,
+      '9 of 10 for role gateway (its CONNECTION LIMIT); 5 of 97 in use (max_connections 100, 3 reserved)',
+    );
+    const full = judge({ ...role, roleConnections: 10 }).connections;
+    assert.equal(full?.status, 'warn');
+    assert.match(
+      full?.hint ?? '',
+      /role gateway's CONNECTION LIMIT.*ALTER ROLE gateway CONNECTION LIMIT <n>/,
+    );
+    assert.doesNotMatch(full?.hint ?? '', /max_connections/);
+  });
+  test("connections: a database's CONNECTION LIMIT is judged too, with ALTER DATABASE in the hint", () => {
+    const full = judge({ databaseConnectionLimit: 4, databaseConnections: 4 }).connections;
+    assert.equal(full?.status, 'warn');
+    assert.match(full?.observed ?? '', /^4 of 4 in database bansho \(its CONNECTION LIMIT\); 5 of 97 in use/);
+    assert.match(full?.hint ?? '', /ALTER DATABASE bansho CONNECTION LIMIT <n>/);
+  });
+  test('connections: a superuser is held back by no role or database limit, so only the server counts', () => {
+    const detail = judge({ superuser: true, roleConnectionLimit: 1, roleConnections: 3 }).connections;
+    assert.equal(detail?.status, 'pass');
+    assert.equal(detail?.observed, '5 of 97 in use (max_connections 100, 3 reserved)');
+  });
+  test('connections: the server nearly full warns with its own hint even when a role limit has more room', () => {
+    const detail = judge({ connectionsInUse: 95, roleConnectionLimit: 200, roleConnections: 95 }).connections;
+    assert.equal(detail?.status, 'warn');
+    assert.match(detail?.observed ?? '', /^95 of 97 in use/);
+    assert.match(detail?.hint ?? '', /raise max_connections/);
+  });
+  test(`timeouts: a default below ${MIN_SESSION_TIMEOUT_MS}ms warns with the RESET for where it is set; off and ${MIN_SESSION_TIMEOUT_MS}ms pass`, () => {
+    const timeouts = (entries: PostgresFacts['timeouts']) => judge({ timeouts: entries }).timeouts;
+    assert.equal(timeouts(HEALTHY.timeouts)?.status, 'pass');
+    assert.equal(
+      timeouts(HEALTHY.timeouts)?.observed,
+      'all off (statement_timeout, lock_timeout, idle_in_transaction_session_timeout, idle_session_timeout)',
+    );
+    assert.equal(timeouts([{ name: 'statement_timeout', ms: MIN_SESSION_TIMEOUT_MS }])?.status, 'pass');
+    const byRole = timeouts([{ name: 'statement_timeout', ms: 1, setBy: 'role' }]);
+    assert.equal(byRole?.status, 'warn');
+    assert.equal(byRole?.observed, 'statement_timeout 1ms (ALTER ROLE)');
+    const someSet = timeouts([
+      { name: 'statement_timeout', ms: 30_000, setBy: 'database' },
+      { name: 'lock_timeout', ms: 0 },
+    ]);
+    assert.equal(someSet?.observed, 'statement_timeout 30s (ALTER DATABASE); the others off');
+    assert.match(byRole?.hint ?? '', /ALTER ROLE gateway RESET statement_timeout/);
+    const byDatabase = timeouts([{ name: 'lock_timeout', ms: 5, setBy: 'database' }]);
+    assert.match(byDatabase?.hint ?? '', /ALTER DATABASE bansho RESET lock_timeout/);
+    const both = timeouts([
+      { name: 'idle_in_transaction_session_timeout', ms: 2, setBy: 'role in database' },
+    ]);
+    assert.match(
+      both?.hint ?? '',
+      /ALTER ROLE gateway IN DATABASE bansho RESET idle_in_transaction_session_timeout/,
+    );
+    const server = timeouts([{ name: 'statement_timeout', ms: 10 }]);
+    assert.match(server?.hint ?? '', /postgresql\.conf, ALTER SYSTEM/);
   });
   test('missing privileges are named per table, with one GRANT per table', () => {
     const privileges = judge({

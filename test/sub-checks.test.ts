@@ -428,7 +428,7 @@ describe('postgres sub-checks', { concurrency: true }, () => {
     );
   });
 
-  test('a healthy primary passes version, primary, privileges, connections, clock and encoding, in that order', async () => {
+  test('a healthy primary passes version, primary, privileges, connections, timeouts, clock and encoding, in that order', async () => {
     const report = await bansho(['ping-postgres', '--postgres-dsn', pgMain.dsn(schemaDb)], 0);
     assert.equal(report.status, 'pass');
     assert.deepEqual(namesOf(report, 'postgres'), [
@@ -436,6 +436,7 @@ describe('postgres sub-checks', { concurrency: true }, () => {
       'primary',
       'privileges',
       'connections',
+      'timeouts',
       'clock',
       'encoding',
     ]);

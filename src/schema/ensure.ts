@@ -1,10 +1,9 @@
-import type { TransactionSql } from 'postgres';
 import type { CheckDetail, CheckOutcome } from '../checks.js';
 import type { PostgresTarget } from '../config.js';
 import { BanshoError } from '../errors.js';
 import {
   answeringHost,
-  boundTransaction,
+  inBoundedTransaction,
   type PostgresCheckOptions,
   type Sql,
   withPostgres,
@@ -62,11 +61,10 @@ export async function ensureSchemaOn(
     // Read in a transaction of its own so that its waits are bounded on the server too: the
     // catalog functions wait for a table another session holds exclusively.
     const plan = await race(
-      sql.begin(async (tx) => {
-        await boundTransaction(tx, remaining());
-        const refusal = refuseServer((await probePostgres(tx, { create: true })).details);
+      inBoundedTransaction(sql, remaining(), async () => {
+        const refusal = refuseServer((await probePostgres(sql, { create: true })).details);
         if (refusal) throw refusal;
-        return planSchema(await introspectSchema(tx));
+        return planSchema(await introspectSchema(sql));
       }),
     );
     // Read once the session exists: postgres.js connects on the first query.
@@ -75,13 +73,12 @@ export async function ensureSchemaOn(
     if (dryRun || plan.changes.length === 0) return { changes: plan.changes, dryRun, ...host };
 
     const changes = await race(
-      sql.begin(async (tx) => {
-        await boundTransaction(tx, remaining());
-        await tx`select pg_advisory_xact_lock(hashtext(${SCHEMA_LOCK_KEY}))`;
+      inBoundedTransaction(sql, remaining(), async () => {
+        await sql`select pg_advisory_xact_lock(hashtext(${SCHEMA_LOCK_KEY}))`;
         // Another run may have done the work while this one waited for the lock.
-        const locked = planSchema(await introspectSchema(tx));
+        const locked = planSchema(await introspectSchema(sql));
         throwOnProblems(locked);
-        for (const change of locked.changes) await tx.unsafe(change.sql);
+        for (const change of locked.changes) await sql.unsafe(change.sql);
         return locked.changes;
       }),
     );
@@ -90,7 +87,7 @@ export async function ensureSchemaOn(
 }
 
 /** Reads the schema on an open connection and compares it with the spec, changing nothing. */
-export async function inspectSchemaOn(sql: Sql | TransactionSql): Promise<SchemaPlan> {
+export async function inspectSchemaOn(sql: Sql): Promise<SchemaPlan> {
   return planSchema(await introspectSchema(sql));
 }
 

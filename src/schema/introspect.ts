@@ -1,4 +1,4 @@
-import type { Sql, TransactionSql } from 'postgres';
+import type { Sql } from 'postgres';
 import type { ActualColumn, ActualConstraint, ActualIndex, ActualSchema } from './plan.js';
 import { SCHEMA, VERSION_TABLE } from './spec.js';
 
@@ -33,7 +33,7 @@ interface CatalogRows {
  * One catalog query, as one JSON document: on a new session, where every catalog lookup is
  * cold, that costs a third of four separate queries. A second query reads the version table.
  */
-export async function introspectSchema(sql: Sql | TransactionSql): Promise<ActualSchema> {
+export async function introspectSchema(sql: Sql): Promise<ActualSchema> {
   const names = SCHEMA.map((table) => table.name);
   const [row] = await sql<{ catalog: string }[]>`
     with rels as (

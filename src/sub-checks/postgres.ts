@@ -1,13 +1,27 @@
-import type { Sql, TransactionSql } from 'postgres';
+import type { Sql } from 'postgres';
 import type { CheckDetail } from '../checks.js';
+import { formatDuration } from '../duration.js';
 import { BanshoError } from '../errors.js';
 import { judgeClock } from './clock.js';
 import { failed, passed, warned } from './detail.js';
 
 /** The oldest PostgreSQL bansho supports: 13 has gen_random_uuid() built in. */
 export const MIN_POSTGRES_VERSION_NUM = 130000;
-/** Connections in use above this share of the slots open to ordinary roles get a warning. */
+/** Connections in use above this share of a limit (the server's, the role's, the database's) get a warning. */
 export const CONNECTIONS_WARN_RATIO = 0.9;
+/**
+ * A session default (statement_timeout, lock_timeout, idle_in_transaction_session_timeout,
+ * idle_session_timeout) below this many milliseconds, and not off, gets a warning: the
+ * gateway's ordinary queries and the pauses between them take about that long.
+ */
+export const MIN_SESSION_TIMEOUT_MS = 100;
+/** The session defaults the `timeouts` sub-check judges; idle_session_timeout exists from PostgreSQL 14. */
+export const SESSION_TIMEOUTS = [
+  'statement_timeout',
+  'lock_timeout',
+  'idle_in_transaction_session_timeout',
+  'idle_session_timeout',
+] as const;
 
 /** What the gateway does to each table: it writes audit rows, and reads and maintains keys. */
 export const GATEWAY_PRIVILEGES: ReadonlyArray<{ table: string; privileges: readonly string[] }> = [
@@ -40,6 +54,22 @@ export interface PostgresFacts {
   reservedConnections: number;
   /** Client sessions on the whole server, this one included. */
   connectionsInUse: number;
+  /** The database connected to (current_database()). */
+  database: string;
+  /** Whether the session's role is a superuser: no role or database CONNECTION LIMIT holds it back. */
+  superuser: boolean;
+  /** The session role's CONNECTION LIMIT (-1: none), and its client sessions on the server, this one included. */
+  roleConnectionLimit: number;
+  roleConnections: number;
+  /** The database's CONNECTION LIMIT (-1: none), and the client sessions in it, this one included. */
+  databaseConnectionLimit: number;
+  databaseConnections: number;
+  /**
+   * Per session default of SESSION_TIMEOUTS that the server has: the value a session starts
+   * with (pg_settings.reset_val, milliseconds, 0 off), and where it is set, when it is set by
+   * ALTER ROLE / ALTER DATABASE (pg_db_role_setting); the strongest of those.
+   */
+  timeouts: Array<{ name: string; ms: number; setBy?: 'role' | 'database' | 'role in database' }>;
   encoding: string;
   serverMs: number;
 }
@@ -54,10 +84,7 @@ export interface PostgresFindings {
  * Runs the PostgreSQL sub-checks over a session the caller holds: one query, whose reply
  * the sub-checks judge. Nothing is written; a failed query throws (the caller classifies it).
  */
-export async function probePostgres(
-  sql: Sql | TransactionSql,
-  options: PostgresProbeOptions = {},
-): Promise<PostgresFindings> {
+export async function probePostgres(sql: Sql, options: PostgresProbeOptions = {}): Promise<PostgresFindings> {
   const sentAtMs = Date.now();
   const facts = await readFacts(sql);
   const receivedAtMs = Date.now();
@@ -67,7 +94,7 @@ export async function probePostgres(
   };
 }
 
-async function readFacts(sql: Sql | TransactionSql): Promise<PostgresFacts> {
+async function readFacts(sql: Sql): Promise<PostgresFacts> {
   const pairs = GATEWAY_PRIVILEGES.flatMap(({ table, privileges }) =>
     privileges.map((privilege) => ({ table, privilege })),
   );
@@ -78,6 +105,7 @@ async function readFacts(sql: Sql | TransactionSql): Promise<PostgresFacts> {
   // A role without pg_read_all_stats sees other roles' sessions without their backend_type, but
   // with their database: a session in a database is counted as a client.
   // clock_timestamp(), not now(): now() is frozen at the start of a transaction the caller may hold open.
+  const timeoutNames = SESSION_TIMEOUTS.join(',');
   const [row] = await sql<
     {
       version: string;
@@ -91,6 +119,13 @@ async function readFacts(sql: Sql | TransactionSql): Promise<PostgresFacts> {
       max_connections: number;
       reserved_connections: number;
       connections_in_use: number;
+      database: string;
+      superuser: boolean;
+      role_connection_limit: number;
+      role_connections: number;
+      database_connection_limit: number;
+      database_connections: number;
+      timeouts: string | null;
       encoding: string;
       server_ms: number;
     }[]
@@ -110,11 +145,33 @@ async function readFacts(sql: Sql | TransactionSql): Promise<PostgresFacts> {
            current_setting('max_connections')::int as max_connections,
            current_setting('superuser_reserved_connections')::int
              + coalesce(current_setting('reserved_connections', true), '0')::int as reserved_connections,
-           (select count(*) from pg_stat_get_activity(null)
-             where datid is not null and coalesce(backend_type, 'client backend') = 'client backend')::int
-             as connections_in_use,
+           a.in_use as connections_in_use,
+           current_database() as database,
+           r.rolsuper as superuser,
+           r.rolconnlimit as role_connection_limit,
+           a.of_role as role_connections,
+           d.datconnlimit as database_connection_limit,
+           a.in_database as database_connections,
+           -- The value each session starts with (reset_val: what our SET LOCAL hides), and where
+           -- ALTER ROLE / DATABASE set it, strongest first: role in database, role, database.
+           (select string_agg(p.name || ':' || p.reset_val || ':' || coalesce((
+                     select case when s.setrole <> 0 and s.setdatabase <> 0 then 'role in database'
+                                 when s.setrole <> 0 then 'role' else 'database' end
+                       from pg_db_role_setting s, unnest(s.setconfig) c
+                      where s.setrole in (0, r.oid) and s.setdatabase in (0, d.oid)
+                        and (s.setrole, s.setdatabase) <> (0::oid, 0::oid)
+                        and split_part(c, '=', 1) = p.name
+                      order by (s.setrole <> 0) desc, (s.setdatabase <> 0) desc limit 1), ''), ',')
+              from pg_settings p where p.name = any(string_to_array(${timeoutNames}, ','))) as timeouts,
            current_setting('server_encoding') as encoding,
-           (extract(epoch from clock_timestamp()) * 1000)::float8 as server_ms`;
+           (extract(epoch from clock_timestamp()) * 1000)::float8 as server_ms
+      from (select oid, rolsuper, rolconnlimit from pg_roles where rolname = session_user) r,
+           (select oid, datconnlimit from pg_database where datname = current_database()) d,
+           lateral (select count(*)::int as in_use,
+                           count(*) filter (where s.usesysid = r.oid)::int as of_role,
+                           count(*) filter (where s.datid = d.oid)::int as in_database
+                      from pg_stat_get_activity(null) s
+                     where s.datid is not null and coalesce(s.backend_type, 'client backend') = 'client backend') a`;
   if (!row)
     throw new BanshoError('protocol', 'the sub-checks query returned no row', { service: 'postgres' });
   return {
@@ -135,6 +192,24 @@ async function readFacts(sql: Sql | TransactionSql): Promise<PostgresFacts> {
     maxConnections: row.max_connections,
     reservedConnections: row.reserved_connections,
     connectionsInUse: row.connections_in_use,
+    database: row.database,
+    superuser: row.superuser,
+    roleConnectionLimit: row.role_connection_limit,
+    roleConnections: row.role_connections,
+    databaseConnectionLimit: row.database_connection_limit,
+    databaseConnections: row.database_connections,
+    timeouts: (row.timeouts ?? '')
+      .split(',')
+      .filter(Boolean)
+      .map((item) => {
+        const [name = '', ms = '0', setBy = ''] = item.split(':');
+        return {
+          name,
+          ms: Number(ms),
+          ...(setBy ? { setBy: setBy as 'role' | 'database' | 'role in database' } : {}),
+        };
+      })
+      .sort((a, b) => SESSION_TIMEOUTS.indexOf(a.name as never) - SESSION_TIMEOUTS.indexOf(b.name as never)),
     encoding: row.encoding,
     serverMs: row.server_ms,
   };
@@ -150,6 +225,7 @@ export function judgePostgres(
     judgePrimary(facts),
     judgePrivileges(facts, context.create),
     judgeConnections(facts),
+    judgeTimeouts(facts),
     judgeClock(
       { serverMs: facts.serverMs, sentAtMs: context.sentAtMs, receivedAtMs: context.receivedAtMs },
       "audit rows are stamped with the server's now(), and read next to the gateway's own logs",
@@ -222,14 +298,100 @@ function judgePrivileges(facts: PostgresFacts, create: boolean): CheckDetail {
   );
 }
 
+/** One limit on the number of sessions, as the connections sub-check weighs it. */
+interface ConnectionLimit {
+  limit: number;
+  used: number;
+  observed: string;
+  hint: string;
+}
+
+/**
+ * Judges headroom against every limit the session can see: the server's slots open to
+ * ordinary roles, and (for a role that is no superuser) the role's and the database's own
+ * CONNECTION LIMIT. The limit with least headroom is named first; one above 90% warns.
+ */
 function judgeConnections(facts: PostgresFacts): CheckDetail {
   const open = facts.maxConnections - facts.reservedConnections;
-  const observed = `${facts.connectionsInUse} of ${open} in use (max_connections ${facts.maxConnections}, ${facts.reservedConnections} reserved)`;
-  if (facts.connectionsInUse <= open * CONNECTIONS_WARN_RATIO) return passed('connections', observed);
+  const limits: ConnectionLimit[] = [
+    {
+      limit: open,
+      used: facts.connectionsInUse,
+      observed: `${facts.connectionsInUse} of ${open} in use (max_connections ${facts.maxConnections}, ${facts.reservedConnections} reserved)`,
+      hint: 'above 90% of the slots open to ordinary roles: new sessions (the gateway scaling out, a deploy) will be refused; look for idle or leaked sessions in pg_stat_activity, use a pooler, or raise max_connections',
+    },
+  ];
+  // As the server enforces them: a superuser is held back by neither.
+  if (!facts.superuser && facts.roleConnectionLimit >= 0) {
+    limits.push({
+      limit: facts.roleConnectionLimit,
+      used: facts.roleConnections,
+      observed: `${facts.roleConnections} of ${facts.roleConnectionLimit} for role ${facts.user} (its CONNECTION LIMIT)`,
+      hint: `above 90% of role ${facts.user}'s CONNECTION LIMIT, which is tighter than the server's: its new sessions (the gateway scaling out, a deploy) will be refused with "too many connections for role"; look for its idle or leaked sessions in pg_stat_activity, use a pooler, or raise it: ALTER ROLE ${facts.user} CONNECTION LIMIT <n>`,
+    });
+  }
+  if (!facts.superuser && facts.databaseConnectionLimit >= 0) {
+    limits.push({
+      limit: facts.databaseConnectionLimit,
+      used: facts.databaseConnections,
+      observed: `${facts.databaseConnections} of ${facts.databaseConnectionLimit} in database ${facts.database} (its CONNECTION LIMIT)`,
+      hint: `above 90% of database ${facts.database}'s CONNECTION LIMIT: new sessions in it (the gateway scaling out, a deploy) will be refused with "too many connections for database"; look for idle or leaked sessions in pg_stat_activity, use a pooler, or raise it: ALTER DATABASE ${facts.database} CONNECTION LIMIT <n>`,
+    });
+  }
+  const byHeadroom = [...limits].sort((a, b) => a.limit - a.used - (b.limit - b.used));
+  const observed = byHeadroom.map((limit) => limit.observed).join('; ');
+  const full = byHeadroom.find((limit) => limit.used > limit.limit * CONNECTIONS_WARN_RATIO);
+  if (!full) return passed('connections', observed);
+  // The limit that warns is named first, even when another has less headroom but is not nearly full.
+  const shown = [full, ...byHeadroom.filter((limit) => limit !== full)].map((limit) => limit.observed);
+  return warned('connections', shown.join('; '), full.hint);
+}
+
+/** Where a session default was set, as the statement that set it. */
+const SET_BY = {
+  role: 'ALTER ROLE',
+  database: 'ALTER DATABASE',
+  'role in database': 'ALTER ROLE IN DATABASE',
+};
+
+/** What each session default cuts short in the gateway, for the hint. */
+const TIMEOUT_EFFECTS: Record<string, string> = {
+  statement_timeout: 'cancels any of its statements that runs longer',
+  lock_timeout: 'cancels any of its statements that waits longer for a lock',
+  idle_in_transaction_session_timeout: 'ends its session when it pauses longer inside a transaction',
+  idle_session_timeout: 'ends its pooled sessions when they are idle longer',
+};
+
+/**
+ * Warns when the session would start with a timeout so low (below MIN_SESSION_TIMEOUT_MS,
+ * not off) that it cuts the gateway's ordinary queries short; the hint is the RESET for where
+ * it is set. bansho's own statements set their own bounds, so such a default no longer stops its check.
+ */
+function judgeTimeouts(facts: PostgresFacts): CheckDetail {
+  const describe = (entry: PostgresFacts['timeouts'][number]) =>
+    `${entry.name} ${formatDuration(entry.ms)}${entry.setBy ? ` (${SET_BY[entry.setBy]})` : ''}`;
+  const set = facts.timeouts.filter((entry) => entry.ms > 0);
+  const observed =
+    set.length === 0
+      ? `all off (${facts.timeouts.map((entry) => entry.name).join(', ')})`
+      : `${set.map(describe).join(', ')}${set.length < facts.timeouts.length ? '; the others off' : ''}`;
+  const low = facts.timeouts.filter((entry) => entry.ms > 0 && entry.ms < MIN_SESSION_TIMEOUT_MS);
+  if (low.length === 0) return passed('timeouts', observed);
+  const fixes = low.map((entry) => {
+    const where =
+      entry.setBy === 'role'
+        ? `ALTER ROLE ${facts.user} RESET ${entry.name}`
+        : entry.setBy === 'database'
+          ? `ALTER DATABASE ${facts.database} RESET ${entry.name}`
+          : entry.setBy === 'role in database'
+            ? `ALTER ROLE ${facts.user} IN DATABASE ${facts.database} RESET ${entry.name}`
+            : `raise ${entry.name} where it is set (postgresql.conf, ALTER SYSTEM, or the connection's options)`;
+    return `${entry.name} ${formatDuration(entry.ms)} ${TIMEOUT_EFFECTS[entry.name] ?? 'cuts the gateway short'}: ${where}`;
+  });
   return warned(
-    'connections',
+    'timeouts',
     observed,
-    'above 90% of the slots open to ordinary roles: new sessions (the gateway scaling out, a deploy) will be refused; look for idle or leaked sessions in pg_stat_activity, use a pooler, or raise max_connections',
+    `sessions of role ${facts.user} start with a timeout too low for the gateway's queries; ${fixes.join('; ')} (or set it to ${MIN_SESSION_TIMEOUT_MS}ms or more)`,
   );
 }
 

@@ -261,3 +261,43 @@ function encodeErrorResponse({ severity, code, message }: PostgresErrorFields): 
   header.writeInt32BE(body.length + 4, 1);
   return Buffer.concat([header, body]);
 }
+
+// ---------------------------------------------------------------------------
+// A forwarding proxy
+
+export interface ForwardingProxy {
+  port: number;
+  /** Every client connection accepted, in order. */
+  clients(): readonly Socket[];
+  /** Resets every connection through it (RST), as a load balancer or firewall timing one out would. */
+  resetAll(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Forwards connections to `port` on 127.0.0.1; `forward(index)` (default: all) says which to
+ * forward by their order, the others are accepted and never answered.
+ */
+export async function startProxy(
+  port: number,
+  forward: (index: number) => boolean = () => true,
+): Promise<ForwardingProxy> {
+  const clients: Socket[] = [];
+  const peer = await listenPeer((client) => {
+    const index = clients.length;
+    clients.push(client);
+    if (!forward(index)) return;
+    const upstream = createConnection({ host: LOOPBACK, port });
+    upstream.on('error', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+    client.pipe(upstream).pipe(client);
+  });
+  return {
+    port: peer.port,
+    clients: () => clients,
+    resetAll: () => {
+      for (const client of clients) client.resetAndDestroy();
+    },
+    close: peer.close,
+  };
+}

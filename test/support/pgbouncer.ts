@@ -19,6 +19,15 @@ export interface PgBouncerOptions {
   poolMode?: 'session' | 'transaction' | 'statement';
   /** Server connections per database and user; default 2, so that clients share them. */
   poolSize?: number;
+  /**
+   * The [databases] entries, each `name = connection string` (the backend's host and port are
+   * prepended to each); default one wildcard entry, `* =`, that reaches every database.
+   */
+  databases?: Record<string, string>;
+  /** Default 'trust' (the user must be in the auth file); 'any' needs `user=` in each database entry. */
+  authType?: 'trust' | 'any';
+  /** Users of the auth file besides postgres. */
+  users?: readonly string[];
 }
 
 export interface PgBouncer {
@@ -43,17 +52,21 @@ async function startOn(port: number, options: PgBouncerOptions): Promise<PgBounc
   const dir = await mkdtemp(join(tmpdir(), 'bansho-pgbouncer-'));
   const ini = join(dir, 'pgbouncer.ini');
   const users = join(dir, 'users.txt');
-  await writeFile(users, '"postgres" ""\n');
+  await writeFile(users, ['postgres', ...(options.users ?? [])].map((name) => `"${name}" ""\n`).join(''));
+  const backend = `host=${options.backend.host} port=${options.backend.port}`;
+  const databases = Object.entries(options.databases ?? { '*': '' }).map(([name, connection]) =>
+    `${name} = ${backend} ${connection}`.trimEnd(),
+  );
   await writeFile(
     ini,
     [
       '[databases]',
-      `* = host=${options.backend.host} port=${options.backend.port}`,
+      ...databases,
       '[pgbouncer]',
       `listen_addr = ${LOOPBACK}`,
       `listen_port = ${port}`,
       'unix_socket_dir =',
-      'auth_type = trust',
+      `auth_type = ${options.authType ?? 'trust'}`,
       `auth_file = ${users}`,
       `pool_mode = ${options.poolMode ?? 'transaction'}`,
       `default_pool_size = ${options.poolSize ?? 2}`,

@@ -26,6 +26,11 @@ export interface PostgresOptions {
   maxConnections?: number;
   /** A role that must log in with scram-sha-256 over TCP; every other role is trusted. */
   passwordUser?: { name: string; password: string };
+  /**
+   * A role that must log in over TLS with a client certificate signed by `ssl`'s CA whose CN
+   * is its name (pg_hba `hostssl … cert`); needs `ssl`. Every other role is trusted.
+   */
+  certUser?: string;
   /** Extra server settings, applied last (they override the defaults). */
   settings?: Record<string, string>;
   /**
@@ -50,6 +55,11 @@ export interface PostgresEndpoint {
 
 export interface PostgresServer extends PostgresEndpoint {
   host: typeof LOOPBACK;
+  /**
+   * The directory of the server's Unix-domain socket (`.s.PGSQL.<port>`): the instance dir,
+   * owned by the postgres OS user with mode 0700, so only root or that user can connect through it.
+   */
+  socketDir: string;
   /** The server's recent log output (its last 16,000 characters). */
   log(): string;
 }
@@ -73,7 +83,7 @@ async function startPostgresOn(port: number, options: PostgresOptions): Promise<
     const data = join(dir, 'data');
     // cp -a keeps the template's owner (postgres) and its 0700 mode, which postgres insists on.
     await run('cp', ['-a', template, data]);
-    await writeFile(join(data, 'pg_hba.conf'), hbaConf(options.passwordUser));
+    await writeFile(join(data, 'pg_hba.conf'), hbaConf(options.passwordUser, options.certUser));
     if (options.ssl) await installServerCert(options.ssl, data, user);
     if (options.standby) {
       await writeFile(join(data, 'standby.signal'), '');
@@ -95,6 +105,7 @@ async function startPostgresOn(port: number, options: PostgresOptions): Promise<
   const server: PostgresServer = {
     host: LOOPBACK,
     port,
+    socketDir: dir,
     ...psqlClient(
       (database = 'postgres') => `postgres://postgres@${LOOPBACK}:${port}/${encodeURIComponent(database)}`,
       cleanEnv(),
@@ -112,6 +123,7 @@ async function startPostgresOn(port: number, options: PostgresOptions): Promise<
       // password_encryption=scram-sha-256 makes this store a SCRAM verifier.
       await server.query(`CREATE ROLE ${quoteIdent(name)} LOGIN PASSWORD ${quoteLiteral(password)}`);
     }
+    if (options.certUser) await server.query(`CREATE ROLE ${quoteIdent(options.certUser)} LOGIN SUPERUSER`);
   } catch (error) {
     await daemon.stop();
     throw error;
@@ -136,11 +148,13 @@ function instanceRoot(): string {
 }
 
 function validateOptions(options: PostgresOptions): void {
-  const name = options.passwordUser?.name;
-  // Kept simple so the name needs no quoting in pg_hba.conf.
-  if (name !== undefined && !/^[a-z_][a-z0-9_]*$/.test(name)) {
-    throw new Error(`passwordUser.name must be a plain lower-case identifier, got ${JSON.stringify(name)}`);
+  // Kept simple so the names need no quoting in pg_hba.conf.
+  for (const name of [options.passwordUser?.name, options.certUser]) {
+    if (name !== undefined && !/^[a-z_][a-z0-9_]*$/.test(name)) {
+      throw new Error(`role names must be plain lower-case identifiers, got ${JSON.stringify(name)}`);
+    }
   }
+  if (options.certUser && !options.ssl) throw new Error('certUser needs ssl');
 }
 
 function settingArgs(port: number, socketDir: string, options: PostgresOptions): string[] {
@@ -166,17 +180,26 @@ function settingArgs(port: number, socketDir: string, options: PostgresOptions):
     settings.ssl = 'on';
     settings.ssl_cert_file = 'server.crt';
     settings.ssl_key_file = 'server.key';
+    // The CA that client certificates must chain to.
+    settings.ssl_ca_file = 'root.crt';
   }
   Object.assign(settings, options.settings);
   return Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`]);
 }
 
-/** Trust everyone over loopback, except the password role, which must use SCRAM (lines match top-down). */
-function hbaConf(passwordUser: PostgresOptions['passwordUser']): string {
+/**
+ * Trust everyone over loopback, except the password role, which must use SCRAM, and the
+ * certificate role, which must present a client certificate over TLS (lines match top-down).
+ */
+function hbaConf(passwordUser: PostgresOptions['passwordUser'], certUser: string | undefined): string {
   const lines = ['# TYPE  DATABASE  USER  ADDRESS  METHOD', 'local all all trust'];
   if (passwordUser) {
     lines.push(`host all ${passwordUser.name} 127.0.0.1/32 scram-sha-256`);
     lines.push(`host all ${passwordUser.name} ::1/128 scram-sha-256`);
+  }
+  if (certUser) {
+    lines.push(`hostssl all ${certUser} 127.0.0.1/32 cert`, `hostssl all ${certUser} ::1/128 cert`);
+    lines.push(`host all ${certUser} 127.0.0.1/32 reject`, `host all ${certUser} ::1/128 reject`);
   }
   lines.push('host all all 127.0.0.1/32 trust', 'host all all ::1/128 trust');
   return `${lines.join('\n')}\n`;
@@ -186,10 +209,12 @@ function hbaConf(passwordUser: PostgresOptions['passwordUser']): string {
 async function installServerCert(tls: TlsFiles, data: string, user: OsUser | undefined): Promise<void> {
   const cert = join(data, 'server.crt');
   const key = join(data, 'server.key');
+  const ca = join(data, 'root.crt');
   await copyFile(tls.cert, cert);
   await copyFile(tls.key, key);
+  await copyFile(tls.caCert, ca);
   await chmod(key, 0o600);
-  await chownTo(user, cert, key);
+  await chownTo(user, cert, key, ca);
 }
 
 // ---------------------------------------------------------------------------

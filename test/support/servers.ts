@@ -8,10 +8,12 @@
 export { freePort, rawExchange, waitForPort } from './net.js';
 export {
   type FakePeer,
+  type ForwardingProxy,
   type PostgresErrorFields,
   startGarbagePeer,
   startInterceptingProxy,
   startPostgresErrorPeer,
+  startProxy,
   startRedisErrorPeer,
   startRedisScriptedPeer,
   startSilentPeer,
@@ -33,6 +35,7 @@ export {
   type ClientCertificate,
   makeClientCertificate,
   makeOtherCa,
+  makeOtherCaFiles,
   makeTlsFiles,
   type TlsFiles,
 } from './tls.js';

@@ -70,48 +70,57 @@ export async function makeTlsFiles(
 
 /** A client certificate and its key, for servers that require one (mutual TLS). */
 export interface ClientCertificate {
+  /** Client certificate (PEM) signed by the CA, for `commonName`. */
   cert: string;
+  /** Its private key (PEM, unencrypted, mode 0600 as libpq wants it). */
   key: string;
 }
 
-const CLIENT_EXTENSIONS = [
-  'basicConstraints = critical, CA:FALSE',
-  'keyUsage = critical, digitalSignature',
-  'extendedKeyUsage = clientAuth',
-].join('\n');
-
 /**
- * Makes a client certificate (CN `commonName`) signed by the CA of `ca`, in `dir` (default:
- * the CA's directory) as `<name>.crt` and `<name>.key`. A certificate signed by another
- * makeTlsFiles() CA is the "wrong" one for a server.
+ * A client certificate for mutual TLS, signed by the CA of `tls` (or by `ca`): its CN is the
+ * user name, which PostgreSQL's `cert` authentication compares with the role logging in.
  */
 export async function makeClientCertificate(
-  ca: Pick<TlsFiles, 'dir' | 'caCert' | 'caKey'>,
-  name = 'client',
-  dir: string = ca.dir,
+  tls: Pick<TlsFiles, 'dir' | 'caCert' | 'caKey'>,
+  commonName = 'client',
 ): Promise<ClientCertificate> {
-  const cert = join(dir, `${name}.crt`);
-  const key = join(dir, `${name}.key`);
-  const csr = join(dir, `${name}.csr`);
-  const extFile = join(dir, `${name}.ext`);
-  await openssl(['req', '-new', ...EC_KEY], ['-keyout', key, '-out', csr], ['-subj', `/CN=${name}`]);
-  await writeFile(extFile, `${CLIENT_EXTENSIONS}\n`);
+  const stem = join(tls.dir, `client-${commonName}-${randomBytes(3).toString('hex')}`);
+  const cert = `${stem}.crt`;
+  const key = `${stem}.key`;
+  const csr = `${stem}.csr`;
+  const extFile = `${stem}.ext`;
+  await openssl(['req', '-new', ...EC_KEY], ['-keyout', key, '-out', csr], ['-subj', `/CN=${commonName}`]);
+  await writeFile(
+    extFile,
+    [
+      'basicConstraints = critical, CA:FALSE',
+      'keyUsage = critical, digitalSignature',
+      'extendedKeyUsage = clientAuth',
+      '',
+    ].join('\n'),
+  );
   await openssl(
     ['x509', '-req', '-in', csr, '-out', cert],
-    ['-CA', ca.caCert, '-CAkey', ca.caKey, '-set_serial', randomSerial()],
+    ['-CA', tls.caCert, '-CAkey', tls.caKey, '-set_serial', randomSerial()],
     ['-days', DAYS, '-sha256', '-extfile', extFile],
   );
   await Promise.all([rm(csr), rm(extFile)]);
-  await makeWorldReadable([cert, key]);
+  await chmod(cert, 0o644);
+  await chmod(key, 0o600);
   return { cert, key };
+}
+
+/** A CA unrelated to any other, with its key, to sign certificates a server does not trust. */
+export async function makeOtherCaFiles(dir?: string): Promise<Pick<TlsFiles, 'dir' | 'caCert' | 'caKey'>> {
+  const target = await prepareDir(dir, 'bansho-other-ca-');
+  const { caCert, caKey } = await makeCa(target);
+  await makeWorldReadable([caCert, caKey]);
+  return { dir: target, caCert, caKey };
 }
 
 /** The certificate path of a brand-new CA unrelated to any other: for "wrong CA" tests. */
 export async function makeOtherCa(dir?: string): Promise<string> {
-  const target = await prepareDir(dir, 'bansho-other-ca-');
-  const { caCert, caKey } = await makeCa(target);
-  await makeWorldReadable([caCert, caKey]);
-  return caCert;
+  return (await makeOtherCaFiles(dir)).caCert;
 }
 
 async function makeCa(dir: string): Promise<{ caCert: string; caKey: string }> {
