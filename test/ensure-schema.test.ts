@@ -7,8 +7,7 @@
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { closePostgres, createPostgresPool, type Sql } from '../src/index.js';
+import { before, describe, test } from 'node:test';
 import { refuseServer } from '../src/schema/ensure.js';
 import { judgePostgres, type PostgresFacts } from '../src/sub-checks/postgres.js';
 import { assertExit, type CliResult, emptyDir, parseJson, runCli } from './support/cli.js';
