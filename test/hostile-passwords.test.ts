@@ -103,7 +103,7 @@ const CHECK_KEYS = [
 ];
 const DETAIL_NAMES: Record<string, readonly string[]> = {
   redis: ['role', 'write', 'commands', 'eviction', 'memory', 'clock'],
-  postgres: ['version', 'primary', 'privileges', 'connections', 'clock', 'encoding'],
+  postgres: ['version', 'primary', 'privileges', 'connections', 'timeouts', 'clock', 'encoding'],
 };
 
 function assertKeys(value: unknown, allowed: readonly string[], where: string): Record<string, unknown> {
@@ -227,7 +227,9 @@ const USAGE_CASES: UsageCase[] = [
   {
     name: 'a malformed PostgreSQL DSN',
     args: (typed, mode) => ['ping-postgres', '--postgres-dsn', `postgres://u:${typed}@[bad/db`, ...mode],
-    message: /^--postgres-dsn is not a valid URL: expected postgres:\/\/\[user\[:password\]@\]host\[:port\]/,
+    // A "/", "?" or "#" in the password puts its "@" after the host: that is what is said then.
+    message:
+      /^--postgres-dsn (is not a valid URL: expected postgres:\/\/\[user\[:password\]@\]\[host\]\[:port\]|has an "@" after its host: in a password, percent-encode)/,
     modes: MODES,
   },
   {

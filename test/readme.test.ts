@@ -164,9 +164,14 @@ function composeInvocations(): Invocation[] {
 /** Parses an invocation as bansho would, without running it; the error, or the options. */
 async function parseLikeBansho(args: string[]): Promise<{ error?: string; options?: CliOptions }> {
   let options: CliOptions | undefined;
-  const program = buildProgram(async (_command, parsed) => {
-    options = parsed;
-  });
+  const program = buildProgram(
+    async (_command, parsed) => {
+      options = parsed;
+    },
+    async () => {
+      options = {};
+    },
+  );
   for (const command of [program, ...program.commands])
     command.configureOutput({ writeOut: () => {}, writeErr: () => {}, outputError: () => {} });
   try {
