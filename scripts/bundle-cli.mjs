@@ -1,11 +1,11 @@
-// Bundles the CLI into one file, dist/bansho.cjs, and its loader, dist/cli-loader.cjs, after tsc
+// Bundles the CLI into one file, dist/bansho.cjs, and its loader, dist/start-up-cache.cjs, after tsc
 // has built dist/, then makes the start-up caches for this node. The library entry
 // (dist/index.js) stays tsc's output.
 // Why: a HEALTHCHECK starts the process every few seconds, and resolving, reading, compiling and
-// running hundreds of modules was most of its run. src/cli-loader.ts says how the bundle is loaded;
+// running hundreds of modules was most of its run. src/cli/start-up-cache.ts says how the bundle is loaded;
 // the README's Performance section has the measurements.
 import { spawnSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire, isBuiltin } from 'node:module';
 import { dirname, join } from 'node:path';
 import { build } from 'esbuild';
@@ -73,11 +73,11 @@ function lazyModules(patterns) {
 
 const common = { bundle: true, format: 'cjs', platform: 'node', target: 'node20', logLevel: 'warning' };
 
-// One function expression, so that cli-loader can compile it with vm.Script and a code cache.
+// One function expression, so that the start-up cache's loader can compile it with vm.Script and a code cache.
 // Drivers stay lazy inside it: esbuild turns `await import()` into a deferred module init.
 await build({
   ...common,
-  entryPoints: ['dist/main.js'],
+  entryPoints: ['dist/cli/main.js'],
   outfile: 'dist/bansho.cjs',
   // Whitespace and syntax only: postgres.js names its errors after their class, and the checks match on it.
   minify: true,
@@ -87,21 +87,9 @@ await build({
   footer: { js: '})' },
   plugins: [lazyModules(LAZY_MODULES)],
 });
-await build({ ...common, entryPoints: ['dist/cli-loader.js'], outfile: 'dist/cli-loader.cjs' });
-// Outputs of earlier layouts, which nothing loads any more.
-for (const path of [
-  'dist/bansho.mjs',
-  'dist/chunks',
-  'dist/code-cache',
-  'dist/snapshot',
-  'dist/bansho-snapshot.cjs',
-]) {
-  rmSync(path, { recursive: true, force: true });
-}
-
+await build({ ...common, entryPoints: ['dist/cli/start-up-cache.js'], outfile: 'dist/start-up-cache.cjs' });
 // The start-up caches for the node running the build, so that a clone starts fast from its
-// first run (src/cli-loader.ts). Made afresh: the bundle just changed, and so did every key.
-rmSync('dist/cache', { recursive: true, force: true });
+// first run (src/cli/start-up-cache.ts). Made afresh: the bundle just changed, and so did every key.
 const warm = spawnSync(process.execPath, ['--', 'bin/bansho', 'warm-cache'], {
   stdio: ['ignore', 'ignore', 'inherit'],
   env: { ...process.env, BANSHO_CACHE_DIR: '' },

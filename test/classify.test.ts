@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ConnectionTimeoutError, ErrorReply, SocketClosedUnexpectedlyError } from '@redis/client';
 import postgres from 'postgres';
-import { parsePostgresDsn, parseRedisUrl } from '../src/config.js';
+import { parsePostgresDsn } from '../src/config/postgres-dsn.js';
+import { parseRedisUrl } from '../src/config/redis-url.js';
 import type { FailureCode } from '../src/errors.js';
-import { classifyPostgresError } from '../src/storage/postgres.js';
-import { classifyRedisError } from '../src/storage/redis.js';
-import { parseClusterMasters } from '../src/storage/redis-topology.js';
+import { classifyPostgresError } from '../src/postgres/classify.js';
+import { classifyRedisError } from '../src/redis/classify.js';
+import { parseClusterMasters } from '../src/redis/topology.js';
 
 // The drivers' own error classes, built as the drivers build them (shapes recorded from real
 // servers in the fault tests); here only the mapping to stable codes is pinned down.

@@ -4,8 +4,9 @@ import { resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import { parse as parseDotenv } from 'dotenv';
 import { parse as parseYaml } from 'yaml';
-import { parsePostgresDsn, parseRedisUrl } from '../src/config.js';
-import { parseDuration } from '../src/duration.js';
+import { parseDuration } from '../src/config/duration.js';
+import { parsePostgresDsn } from '../src/config/postgres-dsn.js';
+import { parseRedisUrl } from '../src/config/redis-url.js';
 import { dockerDurationMs } from './support/dockerfile.js';
 
 // No Docker engine runs where the tests do, so compose.yaml is checked by reading it.

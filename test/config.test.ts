@@ -3,15 +3,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { readConfigFiles, readEnvFile } from '../src/config/files.js';
 import {
   type CliOptions,
   type ConfigInput,
   DEFAULT_TIMEOUT_MS,
   type Env,
   loadConfig,
-  readConfigFiles,
-  readEnvFile,
-} from '../src/config.js';
+} from '../src/config/load.js';
 import { BanshoError } from '../src/errors.js';
 
 const both = { redis: true, postgres: true };

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { Report } from '../src/checks.js';
+import type { Report } from '../src/engine/report.js';
 import { createMetricsState, labels, recordReport, renderMetrics } from '../src/server/metrics.js';
 
 const REPORT: Report = {

@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { CommanderError } from 'commander';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
-import { buildProgram } from '../src/cli.js';
-import type { CliOptions } from '../src/config.js';
-import { parseDuration } from '../src/duration.js';
+import { buildProgram } from '../src/cli/program.js';
+import { parseDuration } from '../src/config/duration.js';
+import type { CliOptions } from '../src/config/load.js';
 import { dockerDurationMs, parseDockerfile } from './support/dockerfile.js';
 import { ROOT } from './support/package.js';
 

@@ -10,7 +10,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createRedisClient, pingRedis, redisOps } from '../src/index.js';
-import { closeRedis } from '../src/storage/redis.js';
+import { closeRedis } from '../src/redis/client.js';
 import { assertExit, type CliResult, emptyDir, parseJson, runCli } from './support/cli.js';
 import {
   type RedisCluster,

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { Report } from '../src/checks.js';
+import type { Report } from '../src/engine/report.js';
 import { createResultCache } from '../src/server/result-cache.js';
 
 /** A check that the test finishes by hand, counting how often it was started. */

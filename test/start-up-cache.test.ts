@@ -1,5 +1,5 @@
 /**
- * The start-up cache (src/cli-loader.ts): V8 code caches that bin/bansho makes on a first run and
+ * The start-up cache (src/cli/start-up-cache.ts): V8 code caches that bin/bansho makes on a first run and
  * uses on the next, for the exact node binary that runs it. What matters to users: a cache never
  * makes a run fail or print anything, and no run uses a cache that is not its own. Each test
  * runs a copy of the built package (bin/, dist/, package.json) with a cache directory of its own;
@@ -22,7 +22,7 @@ import {
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { cacheDirs, parseCache, serializeCache } from '../src/cli-loader.js';
+import { cacheDirs, parseCache, serializeCache } from '../src/cli/start-up-cache.js';
 import { emptyDir } from './support/cli.js';
 import { type RedisEndpoint, useRedis } from './support/servers.js';
 

@@ -4,9 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { CLOCK_SKEW_LIMIT_MS, clockSkewMs, judgeClock } from '../src/sub-checks/clock.js';
-import { judgePostgres, MIN_SESSION_TIMEOUT_MS, type PostgresFacts } from '../src/sub-checks/postgres.js';
-import { judgeEviction, judgeMemory, parseInfo } from '../src/sub-checks/redis.js';
+import { CLOCK_SKEW_LIMIT_MS, clockSkewMs, judgeClock } from '../src/checks/clock.js';
+import { judgePostgres, MIN_SESSION_TIMEOUT_MS, type PostgresFacts } from '../src/postgres/sub-checks.js';
+import { judgeEviction, judgeMemory, parseInfo } from '../src/redis/sub-checks.js';
 import { UNLIMITED_SESSION } from './support/facts.js';
 
 describe('clockSkewMs', () => {

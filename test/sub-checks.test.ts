@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import postgres from 'postgres';
 import { BanshoError, pingRedis } from '../src/index.js';
-import { probePostgres } from '../src/sub-checks/postgres.js';
+import { runPostgresSubChecks } from '../src/postgres/sub-checks.js';
 import { type CliResult, LEAK_MESSAGE, runCli } from './support/cli.js';
 import { type PostgresServer, type RedisServer, run, startPostgres, startRedis } from './support/servers.js';
 
@@ -498,7 +498,7 @@ describe('postgres sub-checks', { concurrency: true }, () => {
         onnotice: () => {},
       });
       try {
-        return await probePostgres(sql, { create: true });
+        return await runPostgresSubChecks(sql, { create: true });
       } finally {
         await sql.end({ timeout: 0 });
       }

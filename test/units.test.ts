@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { summarize } from '../src/checks.js';
-import { formatDuration, parseDuration } from '../src/duration.js';
+import { summarize } from '../src/checks/model.js';
+import { backoffDelay, MAX_BACKOFF_MS } from '../src/cli/wait.js';
+import { formatDuration, parseDuration } from '../src/config/duration.js';
 import { BanshoError, hintFor } from '../src/errors.js';
 import { MASK, quoteTyped, redactUrl, scrubSecrets, secretForms } from '../src/redact.js';
-import { backoffDelay, MAX_BACKOFF_MS } from '../src/wait.js';
 
 describe('parseDuration', () => {
   for (const [text, ms] of [

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { delimiter, isAbsolute, join } from 'node:path';
-import type { Env } from '../config.js';
+import type { Env } from '../config/load.js';
 
 /*
  * `bansho smoke --wait 60s -- node gateway.js`: once the checks pass, the command runs, with

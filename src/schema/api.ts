@@ -1,4 +1,4 @@
-import { type PostgresPoolOptions, resolvePostgresTarget } from '../storage/postgres.js';
+import { type PostgresPoolOptions, resolvePostgresTarget } from '../postgres/client.js';
 import { type EnsureSchemaResult, ensureSchemaOn } from './ensure.js';
 
 export interface EnsureSchemaOptions extends Pick<PostgresPoolOptions, 'dsn' | 'env'> {

@@ -1,15 +1,15 @@
-import type { CheckDetail, CheckOutcome } from '../checks.js';
-import type { PostgresTarget } from '../config.js';
+import type { CheckDetail, CheckOutcome } from '../checks/model.js';
+import { detailFailure } from '../checks/sub-check.js';
+import type { PostgresTarget } from '../config/postgres-dsn.js';
 import { BanshoError } from '../errors.js';
+import type { Sql } from '../postgres/client.js';
 import {
   answeringHost,
   inBoundedTransaction,
   type PostgresCheckOptions,
-  type Sql,
   withPostgres,
-} from '../storage/postgres.js';
-import { detailFailure } from '../sub-checks/detail.js';
-import { probePostgres } from '../sub-checks/postgres.js';
+} from '../postgres/session.js';
+import { runPostgresSubChecks } from '../postgres/sub-checks.js';
 import { introspectSchema } from './introspect.js';
 import { planSchema, type SchemaChange, type SchemaPlan } from './plan.js';
 import { SCHEMA, SCHEMA_VERSION, VERSION_TABLE } from './spec.js';
@@ -62,7 +62,7 @@ export async function ensureSchemaOn(
     // catalog functions wait for a table another session holds exclusively.
     const plan = await race(
       inBoundedTransaction(sql, remaining(), async () => {
-        const refusal = refuseServer((await probePostgres(sql, { create: true })).details);
+        const refusal = refuseServer((await runPostgresSubChecks(sql, { create: true })).details);
         if (refusal) throw refusal;
         return planSchema(await introspectSchema(sql));
       }),

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Report } from '../checks.js';
+import type { Report } from '../engine/report.js';
 import {
   createMetricsState,
   isReady,

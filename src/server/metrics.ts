@@ -1,4 +1,5 @@
-import type { CheckStatus, Report } from '../checks.js';
+import type { CheckStatus } from '../checks/model.js';
+import type { Report } from '../engine/report.js';
 import type { TimedReport } from './result-cache.js';
 
 /*

@@ -1,4 +1,4 @@
-import type { Report } from '../checks.js';
+import type { Report } from '../engine/report.js';
 
 /** A report, and when the checks behind it ran. */
 export interface TimedReport {

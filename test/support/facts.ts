@@ -2,7 +2,7 @@
  * Facts of the PostgreSQL sub-checks for pure judgement tests: the session part of a healthy
  * server, no CONNECTION LIMIT and no session timeout set, for a role that is no superuser.
  */
-import type { PostgresFacts } from '../../src/sub-checks/postgres.js';
+import type { PostgresFacts } from '../../src/postgres/sub-checks.js';
 
 export const UNLIMITED_SESSION: Pick<
   PostgresFacts,
