@@ -24,3 +24,6 @@ export { type EnsureSchemaOptions, ensureSchema } from './schema/api.js';
 export type { EnsureSchemaResult } from './schema/ensure.js';
 export type { SchemaChange } from './schema/plan.js';
 export { SCHEMA, SCHEMA_VERSION } from './schema/spec.js';
+export type { HealthHandler } from './server/handler.js';
+export { createHealthHandler, type HealthHandlerOptions } from './server/health-handler.js';
+export type { TimedReport } from './server/result-cache.js';

@@ -164,14 +164,17 @@ function composeInvocations(): Invocation[] {
 /** Parses an invocation as bansho would, without running it; the error, or the options. */
 async function parseLikeBansho(args: string[]): Promise<{ error?: string; options?: CliOptions }> {
   let options: CliOptions | undefined;
-  const program = buildProgram(
-    async (_command, parsed) => {
+  const program = buildProgram({
+    onCommand: async (_command, parsed) => {
       options = parsed;
     },
-    async () => {
+    onWarmCache: async () => {
       options = {};
     },
-  );
+    onServe: async (parsed) => {
+      options = parsed;
+    },
+  });
   for (const command of [program, ...program.commands])
     command.configureOutput({ writeOut: () => {}, writeErr: () => {}, outputError: () => {} });
   try {

@@ -27,6 +27,21 @@ Exit codes:
   143  terminated by SIGTERM; open connections were closed`;
 }
 
+/** serve's endpoints and exit codes: it runs until a signal ends it. */
+function serveHelp(): string {
+  return `
+Endpoints (GET or HEAD; anything else 405, other paths 404):
+  /livez    200 while bansho serves; never touches Redis or PostgreSQL
+  /readyz   smoke's checks: 200 on pass (and warn, unless --strict), 503 on fail; the --json document
+  /metrics  Prometheus text: each check's and sub-check's status, latencies, counters
+
+Exit codes:
+  1    could not listen (the address is taken, or not this machine's)
+  2    invalid invocation or configuration: nothing was attempted
+  70   an internal error of bansho's (a bug: please report it)
+  130  stopped by SIGINT; 143 stopped by SIGTERM (after answering the requests in flight)`;
+}
+
 /** The variables a command reads: only the servers it talks to. */
 function variablesHelp(needs: { redis: boolean; postgres: boolean }): string {
   const lines = ['', 'Variables (a flag wins over the environment, which wins over ./.env):'];
@@ -59,10 +74,21 @@ const version = packageVersion(import.meta.url);
  * Builds the commander program: wiring only. Each subcommand gets the shared flags, with
  * no defaults, so that loadConfig can tell a flag from its absence and apply precedence.
  */
-export function buildProgram(
-  onCommand: (command: BanshoCommand, options: CliOptions) => Promise<void>,
-  onWarmCache: () => Promise<void> = async () => {},
-): Command {
+export interface ProgramHandlers {
+  /** A check command: ping-redis, ping-postgres, ensure-schema, smoke. */
+  onCommand: (command: BanshoCommand, options: CliOptions) => Promise<void>;
+  onWarmCache?: () => Promise<void>;
+  onServe?: (options: CliOptions) => Promise<void>;
+}
+
+/** Where commander writes help and usage errors; default the process's streams. */
+export interface ProgramOutput {
+  writeOut: (text: string) => void;
+  writeErr: (text: string) => void;
+}
+
+export function buildProgram(handlers: ProgramHandlers, io?: ProgramOutput): Command {
+  const { onCommand, onWarmCache = async () => {}, onServe = async () => {} } = handlers;
   const program = new Program('bansho')
     .description("bansho's storage CLI: health checks and schema bootstrap for Redis and PostgreSQL")
     .version(version, '-V, --version')
@@ -71,6 +97,7 @@ export function buildProgram(
     // Throw instead of exiting, so that main maps usage errors to exit 2 (commander uses 1).
     .exitOverride()
     .configureOutput({
+      ...(io ?? {}),
       // One line: "bansho: unknown option '--jsn' (Did you mean --json?)".
       outputError: (text, write) => write(`bansho: ${usageMessage(text)}\n`),
     });
@@ -97,6 +124,22 @@ export function buildProgram(
       .addHelpText('after', `${exitCodesHelp(spec.warnings !== undefined)}\n${variablesHelp(spec.needs)}`)
       .action((options: CliOptions) => onCommand(spec, options));
   }
+  program
+    .command('serve')
+    .description(
+      "serve /livez, /readyz (smoke's checks) and /metrics over HTTP until SIGTERM, for Kubernetes probes and Prometheus",
+    )
+    .option('--listen <host:port>', 'where to listen, e.g. 0.0.0.0:9840 in a pod (default 127.0.0.1:9840)')
+    .option('--max-age <duration>', 'answer a report again for this long before checking anew (default 2s)')
+    .option('--redis-url <url>', 'Redis URL (overrides REDIS_URL)')
+    .option('--postgres-dsn <dsn>', 'PostgreSQL DSN (overrides POSTGRES_DSN)')
+    .option('--env-file <path>', 'read variables from this file instead of ./.env')
+    .option('--timeout <duration>', 'hard bound for each check, e.g. 500ms, 2s (default 5s)')
+    .option('--strict', `/readyz answers 503 on a warning too: ${smokeCommand.warnings}`)
+    .option('--no-write-probe', 'do not write (and delete) a short-lived key to prove Redis takes writes')
+    .option('-q, --quiet', 'log nothing on stderr (where it listens, changes of readiness)')
+    .addHelpText('after', `${serveHelp()}\n${variablesHelp({ redis: true, postgres: true })}`)
+    .action((options: CliOptions) => onServe(options));
   program
     .command('warm-cache')
     .description(

@@ -1,6 +1,6 @@
 import { type CheckError, toCheckError } from '../checks/model.js';
 import { readConfigFiles, readEnvFile } from '../config/files.js';
-import { type CliOptions, type Config, type Env, loadConfig } from '../config/load.js';
+import { type CliOptions, type Config, type Env, loadConfig, type Needs } from '../config/load.js';
 import { loadDrivers } from '../engine/checks.js';
 import type { Report } from '../engine/report.js';
 import { BanshoError, ExitCode } from '../errors.js';
@@ -28,18 +28,7 @@ export async function runCommand(
 ): Promise<number> {
   let config: Config;
   try {
-    const fileEnv = readEnvFile(options.envFile, context.cwd);
-    config = loadConfig(
-      {
-        options,
-        env: context.env,
-        fileEnv,
-        isTTY: context.stdout.isTTY === true,
-        isStderrTTY: context.stderr.isTTY === true,
-      },
-      command.needs,
-    );
-    readConfigFiles(config);
+    config = configFor(options, command.needs, context);
   } catch (error) {
     return reportUsageError(error, options, context);
   }
@@ -67,13 +56,32 @@ export async function runCommand(
   return exitCodeFor(report, context.signal);
 }
 
+/**
+ * The configuration of a run: flags, the environment and .env, through loadConfig, and the files
+ * it names read. Throws a `config` BanshoError on bad input (exit 2, nothing attempted).
+ */
+export function configFor(options: CliOptions, needs: Needs, context: RunContext): Config {
+  const config = loadConfig(
+    {
+      options,
+      env: context.env,
+      fileEnv: readEnvFile(options.envFile, context.cwd),
+      isTTY: context.stdout.isTTY === true,
+      isStderrTTY: context.stderr.isTTY === true,
+    },
+    needs,
+  );
+  readConfigFiles(config);
+  return config;
+}
+
 function exitCodeFor(report: Report, signal: AbortSignal): number {
   if (signal.aborted) return signal.reason === 'SIGTERM' ? ExitCode.terminated : ExitCode.interrupted;
   return report.status === 'fail' ? ExitCode.checkFailed : ExitCode.healthy;
 }
 
 /** A configuration error: one line on stderr (and a JSON document with --json), exit 2. */
-function reportUsageError(error: unknown, options: CliOptions, context: RunContext): number {
+export function reportUsageError(error: unknown, options: CliOptions, context: RunContext): number {
   if (!(error instanceof BanshoError) || error.code !== 'config') throw error;
   const output = createOutput({
     mode: options.json ? 'json' : options.quiet ? 'quiet' : 'human',

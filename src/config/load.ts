@@ -1,5 +1,6 @@
 import { configError } from '../errors.js';
 import { parseDuration } from './duration.js';
+import { DEFAULT_LISTEN, type ListenAddress, parseListen } from './listen.js';
 import { type PostgresTarget, parsePostgresDsn } from './postgres-dsn.js';
 import { parseRedisTarget, type RedisTarget } from './redis-url.js';
 import type { Setting } from './url.js';
@@ -14,6 +15,9 @@ export const DEFAULT_TIMEOUT_MS = 5000;
 
 /** First pause between `--wait` attempts when `--interval` is not given. */
 export const DEFAULT_INTERVAL_MS = 250;
+
+/** `bansho serve`: a report is answered again for this long when `--max-age` is not given. */
+export const DEFAULT_MAX_AGE_MS = 2000;
 
 /** Flags as commander hands them over: no defaults, so that absence is visible here. */
 export interface CliOptions {
@@ -30,6 +34,10 @@ export interface CliOptions {
   dryRun?: boolean;
   /** False with `--no-write-probe`; commander sets true otherwise. */
   writeProbe?: boolean;
+  /** `bansho serve`: where to listen. */
+  listen?: string;
+  /** `bansho serve`: how long a report is answered again before the next check. */
+  maxAge?: string;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -56,6 +64,10 @@ export interface Config {
   color: boolean;
   /** Whether `--wait` redraws one progress line in place: stderr is a terminal that is not TERM=dumb. */
   redrawProgress: boolean;
+  /** `bansho serve`: where to listen (default loopback, DEFAULT_LISTEN). */
+  listen: ListenAddress;
+  /** `bansho serve`: a report is answered again for this many milliseconds before the next check. */
+  maxAgeMs: number;
 }
 
 export interface ConfigInput {
@@ -105,6 +117,8 @@ export function loadConfig(input: ConfigInput, needs: Needs): Config {
     writeProbe: options.writeProbe !== false,
     color: decideColor(env, input.isTTY),
     redrawProgress: input.isStderrTTY === true && env.TERM !== 'dumb',
+    listen: options.listen === undefined ? { ...DEFAULT_LISTEN } : parseListen(options.listen),
+    maxAgeMs: options.maxAge === undefined ? DEFAULT_MAX_AGE_MS : parseDuration(options.maxAge, '--max-age'),
   };
   if (options.wait !== undefined) config.waitMs = parseDuration(options.wait, '--wait');
   else if (options.interval !== undefined) throw configError('--interval only makes sense with --wait');

@@ -28,6 +28,8 @@ export interface HealthResponderOptions {
   maxAgeMs: number;
   /** A warning makes /readyz answer 503. */
   strict: boolean;
+  /** Called with every new report (not with one answered again), after the metrics counted it. */
+  onReport?: (result: TimedReport) => void;
 }
 
 /** A node:http request handler for the health endpoints, with what stands behind it. */
@@ -46,7 +48,10 @@ export function createHealthResponder(options: HealthResponderOptions): HealthHa
   const metrics = createMetricsState(options.strict);
   const results = createResultCache(options.check, {
     maxAgeMs: options.maxAgeMs,
-    onReport: (result) => recordReport(metrics, result),
+    onReport: (result) => {
+      recordReport(metrics, result);
+      options.onReport?.(result);
+    },
   });
   const handler = (request: IncomingMessage, response: ServerResponse) => {
     void respond(request, response, results, metrics, options.strict).catch((error: unknown) => {
@@ -77,8 +82,9 @@ async function respond(
     return sendText(response, request, 405, `method ${request.method} not allowed: use GET or HEAD\n`);
   }
   if (hasBody(request)) {
-    // Not read: the connection closes after the answer, so nothing unread is left on it.
+    // Read and dropped, up to a bound, so that the answer is not cut off by what is still unread.
     response.setHeader('Connection', 'close');
+    await drain(request, MAX_DRAINED_BYTES);
     return sendText(response, request, 413, 'these endpoints take no request body\n');
   }
   if (path === '/livez') return sendText(response, request, 200, 'ok\n');
@@ -98,6 +104,24 @@ export function readinessDocument(result: TimedReport, now = Date.now()): string
     ageMs: Math.max(0, now - result.checkedAt),
   };
   return JSON.stringify(document, (key, value: unknown) => (key === 'detail' ? undefined : value));
+}
+
+/** A request body larger than this is not read to its end: its connection is cut instead. */
+const MAX_DRAINED_BYTES = 64 * 1024;
+
+function drain(request: IncomingMessage, maxBytes: number): Promise<void> {
+  return new Promise((resolve) => {
+    let bytes = 0;
+    request.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes > maxBytes) {
+        request.socket.destroy();
+        resolve();
+      }
+    });
+    request.once('end', resolve);
+    request.once('close', resolve);
+  });
 }
 
 function hasBody(request: IncomingMessage): boolean {
