@@ -26,6 +26,31 @@ const LAZY_MODULES = [
 
 const requireHere = createRequire(import.meta.url);
 
+/**
+ * node-redis gives every client an identity for its OpenTelemetry attributes, a label such as
+ * "127.0.0.1:6379/0-1a2b3c4d", whose suffix it draws from node:crypto's randomBytes: loading
+ * crypto for that alone costs a Redis check a few milliseconds of every start. In the CLI's
+ * bundle that module gets a randomBytes of Math.random instead; the library (dist/index.js)
+ * keeps node-redis as it is.
+ */
+function redisIdentityWithoutCrypto() {
+  return {
+    name: 'redis-identity-without-crypto',
+    setup(build) {
+      build.onResolve({ filter: /^(node:)?crypto$/ }, (args) =>
+        /@redis[/\\]client[/\\]dist[/\\]lib[/\\]client[/\\]identity\.js$/.test(args.importer)
+          ? { path: 'identity-random-bytes', namespace: 'bansho-shim' }
+          : undefined,
+      );
+      build.onLoad({ filter: /.*/, namespace: 'bansho-shim' }, () => ({
+        contents:
+          'exports.randomBytes = (size) => Buffer.from(Array.from({ length: size }, () => Math.floor(Math.random() * 256)));',
+        loader: 'js',
+      }));
+    },
+  };
+}
+
 function lazyModules(patterns) {
   return {
     name: 'lazy-modules',
@@ -85,7 +110,9 @@ await build({
   define: { 'import.meta.url': '__bansho_module_url' },
   banner: { js: '(function (exports, require, module, __filename, __dirname, __bansho_module_url) {' },
   footer: { js: '})' },
-  plugins: [lazyModules(LAZY_MODULES)],
+  // The `performance` global, whose first use loads node's perf_hooks: see scripts/bundle/performance.mjs.
+  inject: [join(import.meta.dirname, 'bundle', 'performance.mjs')],
+  plugins: [redisIdentityWithoutCrypto(), lazyModules(LAZY_MODULES)],
 });
 await build({ ...common, entryPoints: ['dist/cli/start-up-cache.js'], outfile: 'dist/start-up-cache.cjs' });
 // The start-up caches for the node running the build, so that a clone starts fast from its

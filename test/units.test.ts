@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { summarize } from '../src/checks/model.js';
 import { backoffDelay, MAX_BACKOFF_MS } from '../src/cli/wait.js';
 import { formatDuration, parseDuration } from '../src/config/duration.js';
 import { BanshoError, hintFor } from '../src/errors.js';
 import { MASK, quoteTyped, redactUrl, scrubSecrets, secretForms } from '../src/redact.js';
+import { PROBE_SCRIPT_SHA, probeId } from '../src/redis/sub-checks.js';
 
 describe('parseDuration', () => {
   for (const [text, ms] of [
@@ -134,5 +136,17 @@ describe('hints', () => {
       assert.ok(hintFor(code, 'postgres').length > 10, code);
     }
     assert.match(hintFor('auth_failed', 'redis'), /REDIS_URL's password/);
+  });
+});
+
+describe('the write sub-check key', () => {
+  test("PROBE_SCRIPT_SHA is the script's SHA1, as EVALSHA needs it", () => {
+    assert.equal(createHash('sha1').update('return 1').digest('hex'), PROBE_SCRIPT_SHA);
+  });
+
+  test('probeId differs on every call, without node:crypto', () => {
+    const ids = new Set(Array.from({ length: 10_000 }, () => probeId()));
+    assert.equal(ids.size, 10_000);
+    assert.match(probeId(), /^[0-9a-z]+-[0-9a-z]+-[0-9a-z]+$/);
   });
 });

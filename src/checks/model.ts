@@ -1,5 +1,6 @@
 import { BanshoError, type Difference, type FailureCode } from '../errors.js';
 import { scrubPassword } from '../redact.js';
+import { monotonicMs } from './time.js';
 
 /** A cluster master as the check saw it (every one CLUSTER NODES lists); `checks.redis.topology.nodes[]` in --json. */
 export interface ClusterNodeReport {
@@ -110,7 +111,7 @@ export async function runCheck(
   target: CheckTarget,
   check: () => Promise<CheckOutcome>,
   /** When the check began, if before this call (on a connection another check opened). */
-  start: number = performance.now(),
+  start: number = monotonicMs(),
 ): Promise<CheckResult> {
   try {
     const { latencyMs, status, ...outcome } = await check();
@@ -118,7 +119,7 @@ export async function runCheck(
     return {
       status: worstStatus([status ?? 'pass', ...(outcome.details ?? []).map((detail) => detail.status)]),
       target: target.display,
-      latencyMs: roundLatency(latencyMs ?? performance.now() - start),
+      latencyMs: roundLatency(latencyMs ?? monotonicMs() - start),
       ...outcome,
       ...(failed ? { error: detailError(failed) } : {}),
     };
@@ -126,7 +127,7 @@ export async function runCheck(
     return {
       status: 'fail',
       target: target.display,
-      latencyMs: roundLatency(performance.now() - start),
+      latencyMs: roundLatency(monotonicMs() - start),
       ...(error instanceof BanshoError && error.drift ? { drift: error.drift } : {}),
       ...(error instanceof BanshoError ? error.facts : {}),
       error: toCheckError(error, target),

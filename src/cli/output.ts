@@ -1,7 +1,6 @@
-import { Chalk, type ChalkInstance } from 'chalk';
 import type { CheckDetail, CheckError, CheckResult, CheckStatus } from '../checks/model.js';
 import { formatDuration } from '../config/duration.js';
-import type { Report } from '../engine/report.js';
+import { type Report, reportJson } from '../engine/report.js';
 
 /**
  * Writes reports and errors to stdout and stderr. Nothing here masks text: targets are rendered
@@ -31,8 +30,22 @@ export interface OutputOptions {
 
 const STATUS_WORDS: Record<CheckStatus, string> = { pass: 'PASS', warn: 'WARN', fail: 'FAIL' };
 
-export function createOutput(options: OutputOptions): Output {
-  const paint = new Chalk({ level: options.color ? 1 : 0 });
+/** The colours a report uses; without colour, each leaves its text as it is. */
+interface Paint {
+  green(text: string): string;
+  yellow(text: string): string;
+  red(text: string): string;
+  dim(text: string): string;
+}
+
+const PLAIN: Paint = { green: String, yellow: String, red: String, dim: String };
+
+/**
+ * The output of a run. chalk is loaded only when the report is coloured: most runs are a
+ * healthcheck's, into a pipe, and chalk's colour detection loads node's tty and net modules.
+ */
+export async function createOutput(options: OutputOptions): Promise<Output> {
+  const paint: Paint = options.color ? new (await import('chalk')).Chalk({ level: 1 }) : PLAIN;
   const write = (stream: NodeJS.WritableStream, text: string) => stream.write(text);
   let progressOpen = false;
   const updating = options.redrawProgress;
@@ -40,18 +53,11 @@ export function createOutput(options: OutputOptions): Output {
   return {
     report(report) {
       if (options.mode === 'quiet') return;
-      // The drivers' details are for --verbose only: they are long, and not a stable interface.
-      const replacer = (key: string, value: unknown) =>
-        key === 'detail' && !options.verbose ? undefined : value;
-      if (options.mode === 'json') write(options.stdout, `${JSON.stringify(report, replacer)}\n`);
+      if (options.mode === 'json') write(options.stdout, `${reportJson(report, options.verbose)}\n`);
       else write(options.stdout, renderHuman(report, paint, options.verbose));
     },
     usageError(error) {
-      if (options.mode === 'json') {
-        write(options.stdout, `${JSON.stringify({ status: 'fail', error })}\n`);
-      }
-      // Even with --quiet, as commander's own usage errors: a healthcheck that can never pass says why.
-      write(options.stderr, `bansho: ${error.message}\n`);
+      writeUsageError(error, options);
     },
     progress(line) {
       if (options.mode === 'quiet') return;
@@ -70,7 +76,7 @@ export function createOutput(options: OutputOptions): Output {
   };
 }
 
-function renderHuman(report: Report, paint: ChalkInstance, verbose: boolean): string {
+function renderHuman(report: Report, paint: Paint, verbose: boolean): string {
   const colour = { pass: paint.green, warn: paint.yellow, fail: paint.red } as const;
   const names = Object.keys(report.checks);
   const width = Math.max(...names.map((name) => name.length));
@@ -112,7 +118,7 @@ function renderHuman(report: Report, paint: ChalkInstance, verbose: boolean): st
  * One line per sub-check under its check ("pass  role      master"; with a node, "pass
  * eviction  10.0.0.1:7000  no maxmemory"), and its hint below it.
  */
-function renderDetails(details: readonly CheckDetail[], indent: string, paint: ChalkInstance): string[] {
+function renderDetails(details: readonly CheckDetail[], indent: string, paint: Paint): string[] {
   const colour = { pass: paint.green, warn: paint.yellow, fail: paint.red } as const;
   const width = Math.max(0, ...details.map((detail) => detail.name.length));
   const nodeWidth = Math.max(0, ...details.map((detail) => detail.node?.length ?? 0));
@@ -136,4 +142,14 @@ function describe(check: CheckResult): string {
 
 function formatLatency(ms: number): string {
   return ms < 10 ? `${ms.toFixed(1)}ms` : formatDuration(ms);
+}
+
+/** A failure of the invocation itself (exit 2): one line on stderr, and the document with --json. */
+export function writeUsageError(
+  error: CheckError,
+  options: Pick<OutputOptions, 'mode' | 'stdout' | 'stderr'>,
+): void {
+  if (options.mode === 'json') options.stdout.write(`${JSON.stringify({ status: 'fail', error })}\n`);
+  // Even with --quiet, as commander's own usage errors: a healthcheck that can never pass says why.
+  options.stderr.write(`bansho: ${error.message}\n`);
 }

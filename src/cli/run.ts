@@ -5,7 +5,7 @@ import { loadDrivers } from '../engine/checks.js';
 import type { Report } from '../engine/report.js';
 import { BanshoError, ExitCode } from '../errors.js';
 import type { BanshoCommand } from './commands/command.js';
-import { createOutput } from './output.js';
+import { createOutput, writeUsageError } from './output.js';
 import { retryUntilHealthy } from './wait.js';
 
 export interface RunContext {
@@ -33,7 +33,7 @@ export async function runCommand(
     return reportUsageError(error, options, context);
   }
 
-  const output = createOutput({
+  const output = await createOutput({
     ...config,
     mode: config.output,
     stdout: context.stdout,
@@ -83,14 +83,10 @@ function exitCodeFor(report: Report, signal: AbortSignal): number {
 /** A configuration error: one line on stderr (and a JSON document with --json), exit 2. */
 export function reportUsageError(error: unknown, options: CliOptions, context: RunContext): number {
   if (!(error instanceof BanshoError) || error.code !== 'config') throw error;
-  const output = createOutput({
+  writeUsageError(toCheckError(error) satisfies CheckError, {
     mode: options.json ? 'json' : options.quiet ? 'quiet' : 'human',
-    color: false,
-    redrawProgress: false,
-    verbose: false,
     stdout: context.stdout,
     stderr: context.stderr,
   });
-  output.usageError(toCheckError(error) satisfies CheckError);
   return ExitCode.usage;
 }

@@ -1,3 +1,4 @@
+import { monotonicMs } from '../checks/time.js';
 import { formatDuration } from '../config/duration.js';
 import type { Report } from '../engine/report.js';
 
@@ -35,8 +36,8 @@ export async function retryUntilHealthy(
   options: WaitOptions,
 ): Promise<Report> {
   const random = options.random ?? Math.random;
-  const start = performance.now();
-  const remaining = () => options.waitMs - (performance.now() - start);
+  const start = monotonicMs();
+  const remaining = () => options.waitMs - (monotonicMs() - start);
   for (let count = 1; ; count++) {
     const report = await attempt(Math.max(1, Math.min(options.timeoutMs, remaining())));
     if (report.status !== 'fail' || options.signal.aborted) return report;

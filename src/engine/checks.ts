@@ -1,5 +1,6 @@
 import type { RedisTopology } from '../checks/model.js';
 import { type CheckResult, runCheck } from '../checks/model.js';
+import { monotonicMs } from '../checks/time.js';
 import type { Config } from '../config/load.js';
 import type { PostgresSession } from '../postgres/session.js';
 
@@ -86,7 +87,7 @@ export async function postgresAndSchemaChecks(
     });
   let schema: CheckResult | undefined;
   // Both checks count from the start of the session they share: each needed the connection.
-  const start = performance.now();
+  const start = monotonicMs();
   const postgres = await runCheck(target, async () => {
     let serverMs = 0;
     const outcome = await withPostgres(
@@ -95,9 +96,9 @@ export async function postgresAndSchemaChecks(
       (sql, race, session) =>
         // One transaction, so that the server bounds its waits.
         race(
-          inBoundedTransaction(sql, config.timeoutMs - (performance.now() - start), async () => {
+          inBoundedTransaction(sql, config.timeoutMs - (monotonicMs() - start), async () => {
             const findings = await classified(runPostgresSubChecks(sql), session);
-            serverMs = performance.now() - start;
+            serverMs = monotonicMs() - start;
             schema = await runCheck(
               target,
               async () => ({

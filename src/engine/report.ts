@@ -13,3 +13,11 @@ export interface Report {
   /** `ensure-schema --dry-run`: `changes` is the plan, and nothing was changed. */
   dryRun?: boolean;
 }
+
+/**
+ * A report as one line of JSON: the `--json` document, and /readyz's body. The drivers' error
+ * details are for `verbose` only: they are long, and not a stable interface.
+ */
+export function reportJson<T extends Report>(report: T, verbose = false): string {
+  return JSON.stringify(report, (key, value: unknown) => (key === 'detail' && !verbose ? undefined : value));
+}

@@ -1,5 +1,6 @@
 import type { CheckDetail } from '../checks/model.js';
 import { throwOnFailedDetail } from '../checks/sub-check.js';
+import { monotonicMs } from '../checks/time.js';
 import type { PostgresTarget } from '../config/postgres-dsn.js';
 import { type PostgresPoolOptions, resolvePostgresTarget } from './client.js';
 import { answeringHost, inBoundedTransaction, type PostgresCheckOptions, withPostgres } from './session.js';
@@ -23,10 +24,10 @@ export function checkPostgres(
   target: PostgresTarget,
   options: PostgresCheckOptions,
 ): Promise<PostgresOutcome> {
-  const started = performance.now();
+  const started = monotonicMs();
   return withPostgres(target, options, async (sql, race, session) => ({
     ...(await race(
-      inBoundedTransaction(sql, options.timeoutMs - (performance.now() - started), () =>
+      inBoundedTransaction(sql, options.timeoutMs - (monotonicMs() - started), () =>
         runPostgresSubChecks(sql),
       ),
     )),

@@ -1,6 +1,7 @@
 import { ErrorReply } from '@redis/client';
 import { errorChain } from '../checks/network-errors.js';
 import { throwOnFailedDetail } from '../checks/sub-check.js';
+import { monotonicMs } from '../checks/time.js';
 import type { RedisTarget } from '../config/redis-url.js';
 import { displayAddress } from '../config/url.js';
 import { BanshoError } from '../errors.js';
@@ -27,8 +28,8 @@ export async function checkRedisTarget(
   const { sentinel, seeds } = target;
   if (sentinel) return checkRedisSentinel(target, sentinel, options);
   if (seeds) return checkRedisCluster(target, seeds, options);
-  const start = performance.now();
-  const remaining = () => Math.max(1, options.timeoutMs - (performance.now() - start));
+  const start = monotonicMs();
+  const remaining = () => Math.max(1, options.timeoutMs - (monotonicMs() - start));
   let single: RedisOutcome;
   try {
     single = await checkRedis(target, options);

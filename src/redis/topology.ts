@@ -1,15 +1,15 @@
-import { randomUUID } from 'node:crypto';
 import { createCluster, createSentinel } from '@redis/client';
 import { startDeadline } from '../checks/deadline.js';
 import type { CheckDetail, ClusterNodeReport, RedisTopology } from '../checks/model.js';
 import { failed, passed, warned } from '../checks/sub-check.js';
+import { monotonicMs } from '../checks/time.js';
 import type { RedisNode, RedisTarget } from '../config/redis-url.js';
 import { displayAddress } from '../config/url.js';
 import { BanshoError } from '../errors.js';
 import { classifyRedisError } from './classify.js';
 import { nodeOptions, type RedisClusterClient } from './client.js';
 import { checkRedis, type RedisCheckOptions, type RedisOutcome } from './server.js';
-import { UNCACHED } from './sub-checks.js';
+import { probeId } from './sub-checks.js';
 
 /*
  * Health checks of Redis beyond one server: a cluster's masters as CLUSTER NODES lists them,
@@ -131,8 +131,8 @@ export async function checkClusterFrom(
   const tcpSeeds = seedTargets.filter((seed) => seed.path === undefined);
   let cluster: RedisClusterClient | undefined =
     options.write && tcpSeeds.length > 0 ? makeCluster(tcpSeeds, options.timeoutMs) : undefined;
-  const start = performance.now();
-  const remaining = () => Math.max(1, options.timeoutMs - (performance.now() - start));
+  const start = monotonicMs();
+  const remaining = () => Math.max(1, options.timeoutMs - (monotonicMs() - start));
   // Ends the nodes' own checks with the cluster's: they run under their own deadlines.
   const stop = new AbortController();
   const deadline = startDeadline({
@@ -234,13 +234,13 @@ export async function checkClusterFrom(
         ),
       );
     } else if (options.write && writable) {
-      deadline.phase = 'writing a outcome key';
+      deadline.phase = 'writing a probe key';
       // Seeded from the masters CLUSTER NODES gave when the seed was a Unix socket.
       cluster ??= makeCluster(routable, remaining());
       await deadline.race(cluster.connect()).catch((error: unknown) => {
         throw isDeadlineError(error) ? error : classifyRedisError(clusterErrors.at(-1) ?? error, target);
       });
-      const key = `bansho:outcome:${randomUUID(UNCACHED)}`;
+      const key = `bansho:probe:${probeId()}`;
       await deadline.race(cluster.sendCommand(key, false, ['SET', key, '1', 'PX', '1000']));
       details.push(passed('write', 'set a key expiring in 1s through the cluster client'));
       deadline.phase = 'closing';
@@ -248,7 +248,7 @@ export async function checkClusterFrom(
     }
     const { version } = seed.outcome;
     return {
-      latencyMs: performance.now() - start,
+      latencyMs: monotonicMs() - start,
       ...(version ? { version } : {}),
       details: [...details, ...perMaster],
       topology: { kind: 'cluster', ...(state ? { state } : {}), slotsCovered: covered, nodes: reports },
@@ -321,7 +321,7 @@ export async function checkRedisSentinel(
     onExpire: () => void client.destroy().catch(() => {}),
   });
   deadline.phase = 'asking the sentinels for the master';
-  const start = performance.now();
+  const start = monotonicMs();
   let master: RedisNode | undefined;
   try {
     await deadline.race(client.connect());
@@ -343,7 +343,7 @@ export async function checkRedisSentinel(
     );
   }
   topology.master.node = displayAddress(master);
-  const remaining = Math.max(1, options.timeoutMs - (performance.now() - start));
+  const remaining = Math.max(1, options.timeoutMs - (monotonicMs() - start));
   const { sentinel: _, seeds: __, ...single } = target;
   const outcome = await checkRedis(
     {
@@ -370,7 +370,7 @@ export async function checkRedisSentinel(
   return {
     ...outcome,
     details: outcome.details.map(({ name, ...rest }) => ({ name, node, ...rest })),
-    latencyMs: performance.now() - start,
+    latencyMs: monotonicMs() - start,
     topology,
   };
 }

@@ -1,5 +1,6 @@
 import type { CheckDetail, CheckOutcome } from '../checks/model.js';
 import { detailFailure } from '../checks/sub-check.js';
+import { monotonicMs } from '../checks/time.js';
 import type { PostgresTarget } from '../config/postgres-dsn.js';
 import { BanshoError } from '../errors.js';
 import type { Sql } from '../postgres/client.js';
@@ -54,8 +55,8 @@ export async function ensureSchemaOn(
   target: PostgresTarget,
   options: EnsureSchemaRunOptions,
 ): Promise<EnsureSchemaResult> {
-  const started = performance.now();
-  const remaining = () => options.timeoutMs - (performance.now() - started);
+  const started = monotonicMs();
+  const remaining = () => options.timeoutMs - (monotonicMs() - started);
   const dryRun = options.dryRun === true;
   return withPostgres(target, options, async (sql, race, session) => {
     // Read in a transaction of its own so that its waits are bounded on the server too: the

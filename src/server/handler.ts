@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Report } from '../engine/report.js';
+import { type Report, reportJson } from '../engine/report.js';
 import {
   createMetricsState,
   isReady,
@@ -98,12 +98,11 @@ async function respond(
 
 /** The --json document (the drivers' `detail` left out, as without --verbose), and the result's age. */
 export function readinessDocument(result: TimedReport, now = Date.now()): string {
-  const document = {
+  return reportJson({
     ...result.report,
     checkedAt: new Date(result.checkedAt).toISOString(),
     ageMs: Math.max(0, now - result.checkedAt),
-  };
-  return JSON.stringify(document, (key, value: unknown) => (key === 'detail' ? undefined : value));
+  });
 }
 
 /** A request body larger than this is not read to its end: its connection is cut instead. */

@@ -1,3 +1,4 @@
+import { monotonicMs } from '../checks/time.js';
 import type { Report } from '../engine/report.js';
 
 /** A report, and when the checks behind it ran. */
@@ -45,10 +46,10 @@ export function createResultCache(
 
   const start = (): Promise<TimedReport> => {
     const checkedAt = now();
-    const began = performance.now();
+    const began = monotonicMs();
     inFlight = check(controller.signal)
       .then((report) => {
-        const result = { report, checkedAt, durationMs: Math.round(performance.now() - began) };
+        const result = { report, checkedAt, durationMs: Math.round(monotonicMs() - began) };
         last = result;
         options.onReport?.(result);
         return result;
