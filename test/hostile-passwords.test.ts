@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { type CliOptions, type CliResult, runCli } from './support/cli.js';
+import { type CliOptions, type CliResult, runCli, runCliInProcess } from './support/cli.js';
 import {
   freePort,
   type PostgresServer,
@@ -44,6 +44,13 @@ const HOSTILE = [
   'p%ss',
   '%41',
 ] as const;
+
+/**
+ * Through the built bin, spawned as users run it: one of each kind. The others run the same CLI
+ * in this process (runCliInProcess), which is the same code but for the bin and the bundle.
+ */
+const SPAWNED = new Set<string>(["it's", 'back\\slash', 'postgres', '.', 'p/ss', '%41']);
+const cli = (password: string) => (SPAWNED.has(password) ? runCli : runCliInProcess);
 
 const MASK = '***';
 const MODES = [[], ['--json'], ['--quiet'], ['--verbose']] as const;
@@ -304,7 +311,7 @@ describe('usage errors name the flag, never the value typed', { concurrency: 2 }
       const runs = USAGE_CASES.flatMap((usage) =>
         usage.modes.map((mode) => async () => {
           const args = usage.args(password, mode);
-          const result = await runCli(args, usage.env ? { env: usage.env(password) } : {});
+          const result = await cli(password)(args, usage.env ? { env: usage.env(password) } : {});
           return { usage, mode, args, result };
         }),
       );
@@ -382,7 +389,7 @@ async function inEveryMode(
   expect: { exit: number; checks: readonly string[]; targets: readonly string[] },
   options: CliOptions = {},
 ): Promise<Map<Mode, CliResult>> {
-  const results = await inTurn(MODES.map((mode) => () => runCli([...args, ...mode], options)));
+  const results = await inTurn(MODES.map((mode) => () => cli(password)([...args, ...mode], options)));
   const byMode = new Map<Mode, CliResult>();
   results.forEach((result, index) => {
     const mode = MODES[index] as Mode;
@@ -454,7 +461,7 @@ describe('Redis: hostile passwords', { concurrency: 2 }, () => {
         '--json',
         '--verbose',
       ];
-      const result = await runCli(args);
+      const result = await cli(password)(args);
       const context = describeRun(args, result);
       assertNoPassword(password, result, context);
       const check = parseReport(result, ['redis'], context).checks.redis;
@@ -532,7 +539,7 @@ describe('PostgreSQL: hostile passwords', { concurrency: 2 }, () => {
         { args: ['ensure-schema', '--postgres-dsn', dsn, '--dry-run', '--json'], checks: ['schema'] },
       ];
       for (const { args, checks } of runs) {
-        const result = await runCli(args);
+        const result = await cli(password)(args);
         const context = describeRun(args, result);
         assert.equal(result.code, 0, context);
         assertNoPassword(password, result, context);

@@ -172,7 +172,7 @@ async function assertBinRuns(bin: string): Promise<void> {
   assert.equal(stdout, `${VERSION}\n`);
 }
 
-describe('installing bansho', () => {
+describe('installing bansho', { concurrency: true }, () => {
   test('npm install of the tarball prints no install-scripts warning, and its bansho runs', async () => {
     const { tarball } = await packRepo();
     const dir = await project();
@@ -273,7 +273,7 @@ const CONSUMERS: Consumer[] = [
   },
 ];
 
-describe('TypeScript consumers of the installed package', () => {
+describe('TypeScript consumers of the installed package', { concurrency: 4 }, () => {
   const tsc = join(ROOT, 'node_modules/typescript/bin/tsc');
   let installed: string;
   let redisUrl: string;

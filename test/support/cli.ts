@@ -118,3 +118,35 @@ export function assertExit(result: CliResult, code: number): void {
     `expected exit ${code}, got ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`,
   );
 }
+
+/**
+ * Runs the CLI in this process (src/cli/main.ts's runCli over captured streams), for the large
+ * matrices whose every cell would otherwise cost a node start: what differs from a spawned run
+ * (the bin, the bundle, signals, exiting) is tested by spawning. No TTY; no --  <command>.
+ */
+export async function runCliInProcess(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
+  const { runCli: run } = await import('../../src/cli/main.js');
+  const { Writable } = await import('node:stream');
+  let stdout = '';
+  let stderr = '';
+  const sink = (append: (text: string) => void) =>
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        append(chunk.toString('utf8'));
+        done();
+      },
+    });
+  const start = performance.now();
+  const code = await run(['node', 'bansho', ...args], {
+    env: { PATH: pathWithThisNode(), HOME: process.env.HOME ?? '/root', ...options.env },
+    cwd: options.cwd ?? emptyDir(),
+    stdout: sink((text) => {
+      stdout += text;
+    }),
+    stderr: sink((text) => {
+      stderr += text;
+    }),
+    signal: new AbortController().signal,
+  });
+  return { code, signal: null, stdout, stderr, elapsedMs: performance.now() - start };
+}
