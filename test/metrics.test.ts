@@ -64,6 +64,23 @@ describe('renderMetrics', () => {
     }
   });
 
+  test('milliseconds become seconds without binary-fraction noise', () => {
+    const state = createMetricsState(false);
+    const report: Report = {
+      status: 'pass',
+      checks: { schema: { status: 'pass', target: 'postgres://127.0.0.1/x', latencyMs: 55.6 } },
+    };
+    recordReport(state, { report, checkedAt: 1_796_188_899_269, durationMs: 73.3 });
+    const lines = samples(renderMetrics(state));
+    // 55.6 / 1000 would print 0.055600000000000004.
+    for (const expected of [
+      'bansho_check_latency_seconds{check="schema"} 0.0556',
+      'bansho_last_check_timestamp_seconds 1796188899.269',
+      'bansho_last_check_duration_seconds 0.0733',
+    ])
+      assert.ok(lines.includes(expected), `missing ${expected}\n${lines.join('\n')}`);
+  });
+
   test('a sub-check of one cluster node carries it as a label', () => {
     const state = createMetricsState(true);
     const report: Report = {

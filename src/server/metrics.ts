@@ -73,7 +73,7 @@ export function renderMetrics(state: MetricsState): string {
     'bansho_check_latency_seconds',
     'gauge',
     "Each check's duration in the last report, from first byte to closed connection.",
-    checks.map(([check, outcome]) => [labels({ check }), outcome.latencyMs / 1000]),
+    checks.map(([check, outcome]) => [labels({ check }), seconds(outcome.latencyMs)]),
   );
   metric(
     'bansho_sub_check_status',
@@ -92,13 +92,13 @@ export function renderMetrics(state: MetricsState): string {
     'bansho_last_check_timestamp_seconds',
     'gauge',
     'When the last report was made, in seconds since the epoch.',
-    last ? [['', last.checkedAt / 1000]] : [],
+    last ? [['', seconds(last.checkedAt)]] : [],
   );
   metric(
     'bansho_last_check_duration_seconds',
     'gauge',
     'How long the checks of the last report took together.',
-    last ? [['', last.durationMs / 1000]] : [],
+    last ? [['', seconds(last.durationMs)]] : [],
   );
   metric('bansho_checks_total', 'counter', 'Reports made since start, each one run of every check.', [
     ['', state.checksTotal],
@@ -124,6 +124,14 @@ export function labels(values: Record<string, string>): string {
     ([name, value]) => `${name}="${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`,
   );
   return pairs.length === 0 ? '' : `{${pairs.join(',')}}`;
+}
+
+/**
+ * Milliseconds as seconds, to the microsecond: 55.6 ms is 0.0556, not 0.055600000000000004 (the
+ * nearest double to 55.6, divided). Exact for the epoch too (1.8e15 µs is below 2^53).
+ */
+function seconds(ms: number): number {
+  return Math.round(ms * 1000) / 1e6;
 }
 
 function formatValue(value: number): string {
