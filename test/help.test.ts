@@ -73,6 +73,22 @@ describe('--help', { concurrency: true }, () => {
       assert.deepEqual(helpExitCodes(await helpOf(command)), expected);
     });
 
+    test(`${command} --help shows -- <command> and what it exits with`, async () => {
+      const help = await helpOf(command);
+      assert.match(
+        help,
+        new RegExp(`^Usage: bansho ${command} \\[options\\] \\[-- <command> \\[args\\.\\.\\.\\]\\]$`, 'm'),
+      );
+      const block = help.slice(help.indexOf('After the checks'));
+      for (const words of [
+        'SIGTERM, SIGINT and SIGHUP',
+        '128 + the signal',
+        '127 not found',
+        '126 not executable',
+      ])
+        assert.ok(block.includes(words), `${command}: ${words}`);
+    });
+
     test(`${command} --help names only the variables it reads`, async () => {
       const help = await helpOf(command);
       assert.equal(/^ {2}REDIS_URL /m.test(help), needs.redis, 'REDIS_URL');

@@ -27,6 +27,15 @@ Exit codes:
   143  terminated by SIGTERM; open connections were closed`;
 }
 
+/** What `-- <command>` does after a check command. */
+const RUN_AFTER_HELP = `
+After the checks (-- <command> [args…]):
+  once the checks pass, bansho runs the command (no shell; stdio and environment inherited),
+  forwards SIGTERM, SIGINT and SIGHUP to it, and exits with its exit code (128 + the signal's
+  number if a signal ended it; 127 not found, 126 not executable). When the checks fail, the
+  command never runs and the exit code is bansho's own (1).
+  e.g. bansho smoke --wait 60s -- node gateway.js`;
+
 /** serve's endpoints and exit codes: it runs until a signal ends it. */
 function serveHelp(): string {
   return `
@@ -103,7 +112,10 @@ export function buildProgram(handlers: ProgramHandlers, io?: ProgramOutput): Com
     });
   for (const spec of COMMANDS) {
     // program.command() (not addCommand) so that the subcommand inherits exitOverride and output.
-    const command = program.command(spec.name).description(spec.summary);
+    const command = program
+      .command(spec.name)
+      .description(spec.summary)
+      .usage('[options] [-- <command> [args...]]');
     if (spec.needs.redis) command.option('--redis-url <url>', 'Redis URL (overrides REDIS_URL)');
     if (spec.needs.postgres)
       command.option('--postgres-dsn <dsn>', 'PostgreSQL DSN (overrides POSTGRES_DSN)');
@@ -121,7 +133,10 @@ export function buildProgram(handlers: ProgramHandlers, io?: ProgramOutput): Com
     if (spec.warnings) command.option('--strict', `a warning fails (exit 1): ${spec.warnings}`);
     for (const [flags, description] of spec.flags ?? []) command.option(flags, description);
     command
-      .addHelpText('after', `${exitCodesHelp(spec.warnings !== undefined)}\n${variablesHelp(spec.needs)}`)
+      .addHelpText(
+        'after',
+        `${exitCodesHelp(spec.warnings !== undefined)}\n${RUN_AFTER_HELP}\n${variablesHelp(spec.needs)}`,
+      )
       .action((options: CliOptions) => onCommand(spec, options));
   }
   program
