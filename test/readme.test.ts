@@ -13,6 +13,7 @@ import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { buildProgram } from '../src/cli/program.js';
 import { parseDuration } from '../src/config/duration.js';
 import type { CliOptions } from '../src/config/load.js';
+import { createMetricsState, recordReport, renderMetrics } from '../src/server/metrics.js';
 import { dockerDurationMs, parseDockerfile } from './support/dockerfile.js';
 import { ROOT } from './support/package.js';
 
@@ -177,8 +178,12 @@ async function parseLikeBansho(args: string[]): Promise<{ error?: string; option
   });
   for (const command of [program, ...program.commands])
     command.configureOutput({ writeOut: () => {}, writeErr: () => {}, outputError: () => {} });
+  // What follows `--` is the command run after the checks (src/cli/main.ts cuts it off too).
+  const separator = args.indexOf('--');
+  const own = separator === -1 ? args : args.slice(0, separator);
+  if (separator !== -1 && args.length === separator + 1) return { error: 'nothing after --' };
   try {
-    await program.parseAsync(['node', 'bansho', ...args]);
+    await program.parseAsync(['node', 'bansho', ...own]);
   } catch (error) {
     if (!(error instanceof CommanderError)) throw error;
     if (error.code !== 'commander.version' && error.code !== 'commander.helpDisplayed')
@@ -228,6 +233,75 @@ function banshoTimeoutMs(args: string[]): number {
   return parseDuration(args[at + 1] as string, '--timeout');
 }
 
+/**
+ * A pod's containers: for each that runs `bansho serve` (a container of bansho's image), every
+ * httpGet probe on its port, in any container of the pod, waits longer than serve's --timeout,
+ * since a probe may have to wait for a fresh check.
+ */
+function assertServeProbes(containers: Record<string, unknown>[], where: string): void {
+  for (const container of containers) {
+    const [serve] = valueInvocations(container, where).filter((invocation) => invocation.args[0] === 'serve');
+    if (!serve) continue;
+    const listen = serve.args[serve.args.indexOf('--listen') + 1] ?? '127.0.0.1:9840';
+    const port = Number(/:(\d+)$/.exec(listen)?.[1]);
+    const timeoutMs = serve.args.includes('--timeout') ? banshoTimeoutMs(serve.args) : 5000;
+    let probes = 0;
+    for (const other of containers)
+      for (const key of ['startupProbe', 'livenessProbe', 'readinessProbe']) {
+        const probe = other[key] as { httpGet?: { port?: unknown }; timeoutSeconds?: number } | undefined;
+        if (probe?.httpGet?.port !== port) continue;
+        probes++;
+        assert.ok(
+          typeof probe.timeoutSeconds === 'number' && probe.timeoutSeconds * 1000 > timeoutMs,
+          `${where}: ${String(other.name)}'s ${key} on bansho serve's port waits ${probe.timeoutSeconds} s, not above its --timeout`,
+        );
+      }
+    assert.ok(probes > 0, `${where}: nothing probes bansho serve on port ${port}`);
+  }
+}
+
+/** The metrics /metrics serves for a report with every kind of series: name → label → values. */
+function servedMetrics(): Map<string, Map<string, Set<string>>> {
+  const state = createMetricsState(false);
+  const details = ['role', 'write', 'commands', 'eviction', 'memory', 'clock'].map((name) => ({
+    name,
+    status: 'pass' as const,
+    observed: '…',
+  }));
+  const pgDetails = ['version', 'primary', 'privileges', 'connections', 'timeouts', 'clock', 'encoding'].map(
+    (name) => ({ name, status: 'pass' as const, observed: '…' }),
+  );
+  recordReport(state, {
+    report: {
+      status: 'fail',
+      checks: {
+        redis: { status: 'pass', target: 'redis://h', latencyMs: 1, details },
+        postgres: { status: 'pass', target: 'postgres://h', latencyMs: 1, details: pgDetails },
+        schema: {
+          status: 'fail',
+          target: 'postgres://h',
+          latencyMs: 1,
+          error: { code: 'schema_mismatch', message: '…', hint: '…' },
+        },
+      },
+    },
+    checkedAt: 0,
+    durationMs: 1,
+  });
+  const served = new Map<string, Map<string, Set<string>>>();
+  for (const line of renderMetrics(state).split('\n')) {
+    const match = /^(bansho_\w+)(?:\{(.*)\})? /.exec(line);
+    if (!match) continue;
+    const labels = served.get(match[1] as string) ?? new Map<string, Set<string>>();
+    served.set(match[1] as string, labels);
+    for (const [, label = '', value = ''] of (match[2] ?? '').matchAll(/(\w+)="([^"]*)"/g))
+      labels.set(label, (labels.get(label) ?? new Set()).add(value));
+  }
+  // A cluster's sub-checks carry the node too.
+  served.get('bansho_sub_check_status')?.set('node', new Set());
+  return served;
+}
+
 /** Every object in a parsed value, depth first. */
 function objects(value: unknown): Record<string, unknown>[] {
   if (Array.isArray(value)) return value.flatMap(objects);
@@ -242,7 +316,15 @@ describe("the README's YAML and Dockerfile snippets", () => {
   test('has the Docker, compose, Kubernetes and GitHub Actions snippets', () => {
     assert.ok(blocks.some((block) => block.language === 'dockerfile' && /HEALTHCHECK/.test(block.text)));
     const yaml = blocks.filter((block) => block.language === 'yaml').map((block) => block.text);
-    for (const marker of [/^healthcheck:/m, /kind: Deployment/, /initContainers:/, /^jobs:/m])
+    for (const marker of [
+      /^healthcheck:/m,
+      /kind: Deployment/,
+      /initContainers:/,
+      /^jobs:/m,
+      /httpGet:/,
+      /^scrape_configs:/m,
+      /^groups:/m,
+    ])
       assert.ok(
         yaml.some((text) => marker.test(text)),
         `no YAML block matches ${marker}`,
@@ -273,10 +355,37 @@ describe("the README's YAML and Dockerfile snippets", () => {
             );
             assert.ok(object.timeoutSeconds * 1000 > banshoTimeoutMs(probe.args));
           }
+          if (Array.isArray(object.containers))
+            assertServeProbes(object.containers, `README.md:${block.line}`);
         }
       }
     });
   }
+
+  test('the alert rules name only metrics and labels that /metrics serves', () => {
+    const rules = blocks.filter((b) => b.language === 'yaml' && /^groups:/m.test(b.text));
+    assert.ok(rules.length > 0, 'no alert rules in the README');
+    const served = servedMetrics();
+    let named = 0;
+    for (const block of rules) {
+      const { groups } = parseYaml(block.text) as { groups: { rules: { expr: string }[] }[] };
+      for (const rule of groups.flatMap((group) => group.rules)) {
+        for (const [, name = '', selector] of rule.expr.matchAll(/\b(bansho_\w+)(?:\{([^}]*)\})?/g)) {
+          named++;
+          const labels = served.get(name);
+          assert.ok(labels, `${name} is not a metric bansho serves`);
+          for (const [, label = '', value = ''] of (selector ?? '').matchAll(/(\w+)\s*=~?\s*"([^"]*)"/g)) {
+            const values = labels.get(label);
+            assert.ok(values, `${name} has no label ${label}`);
+            // A regex matcher's alternatives, each a value bansho gives that label.
+            for (const alternative of value.split('|'))
+              assert.ok(values.has(alternative), `${name}{${label}="${alternative}"} is never served`);
+          }
+        }
+      }
+    }
+    assert.ok(named >= 5, `only ${named} metric references found`);
+  });
 
   for (const block of blocks.filter((b) => b.language === 'dockerfile')) {
     test(`the Dockerfile lines at README.md:${block.line} parse, and a HEALTHCHECK times out after bansho does`, () => {
