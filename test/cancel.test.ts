@@ -49,23 +49,34 @@ async function databaseMissingAnIndex(server: PostgresEndpoint, prefix: string):
   return name;
 }
 
-/** Sessions in `database` named `application`, and how many of them wait for a lock. */
+/**
+ * Sessions in `database` named `application`, and how many of them wait for a lock (of the
+ * kind `lock` names, as pg_stat_activity's wait_event does: `relation`, `advisory`; any kind
+ * when absent).
+ */
 async function sessions(
   server: PostgresEndpoint,
   database: string,
   application: string,
+  lock?: 'relation' | 'advisory',
 ): Promise<{ count: number; waiting: number }> {
+  const kind = lock === undefined ? '' : ` and wait_event = '${lock}'`;
   const row = await server.query(
-    `select count(*) || ' ' || count(*) filter (where wait_event_type = 'Lock')
+    `select count(*) || ' ' || count(*) filter (where wait_event_type = 'Lock'${kind})
        from pg_stat_activity where datname = '${database}' and application_name = '${application}'`,
   );
   const [count = 0, waiting = 0] = row.trim().split(' ').map(Number);
   return { count, waiting };
 }
 
-const waitsForLock = (server: PostgresEndpoint, database: string, application: string) =>
-  waitFor(`a session of ${application} waiting for a lock`, async () => {
-    return (await sessions(server, database, application)).waiting > 0;
+const waitsForLock = (
+  server: PostgresEndpoint,
+  database: string,
+  application: string,
+  lock?: 'relation' | 'advisory',
+) =>
+  waitFor(`a session of ${application} waiting for a ${lock ?? 'any'} lock`, async () => {
+    return (await sessions(server, database, application, lock)).waiting > 0;
   });
 
 /**
@@ -268,9 +279,13 @@ test('--timeout expiring while ensure-schema waits for a lock cancels the statem
     const running = runCli(['ensure-schema', '--json', '--timeout', '30s', '--postgres-dsn', pg.dsn(name)], {
       killAfterMs: 60_000,
     });
-    await waitsForLock(pg, name, 'bansho');
+    await waitsForLock(pg, name, 'bansho', 'advisory');
     await new Promise((resolve) => setTimeout(resolve, 15_000));
     await releaseSchemaLock();
+    // The gateway's INSERT queues only behind a lock request already made: wait for bansho's
+    // CREATE INDEX to wait for the table (on a busy machine the INSERT could otherwise go first,
+    // take its compatible lock and never wait).
+    await waitsForLock(pg, name, 'bansho', 'relation');
     insert = startGatewayInsert(pg.dsn(name)).done;
     await waitsForLock(pg, name, 'gateway');
     const result = await running;
