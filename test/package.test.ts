@@ -16,6 +16,7 @@ import {
   type PackedRepo,
   packRepo,
   ROOT,
+  SAME_ON_EVERY_NODE,
 } from './support/package.js';
 import { exec, makeTempDir, run } from './support/process.js';
 import { useRedis } from './support/shared.js';
@@ -187,7 +188,9 @@ describe('installing bansho', { concurrency: true }, () => {
     assert.equal(version, `${VERSION}\n`);
   });
 
-  test('npm install -g of the tarball into a prefix prints no install-scripts warning, and its bansho runs', async () => {
+  test('npm install -g of the tarball into a prefix prints no install-scripts warning, and its bansho runs', {
+    skip: SAME_ON_EVERY_NODE,
+  }, async () => {
     const { tarball } = await packRepo();
     const prefix = await makeTempDir('bansho-global-');
     const { stdout, stderr } = await npmOk(['install', '--global', '--prefix', prefix, tarball], prefix);
@@ -195,7 +198,9 @@ describe('installing bansho', { concurrency: true }, () => {
     await assertBinRuns(join(prefix, 'bin/bansho'));
   });
 
-  test("a git URL install builds bansho in npm's clone, and npm names that prepare, the one script it runs", async () => {
+  test("a git URL install builds bansho in npm's clone, and npm names that prepare, the one script it runs", {
+    skip: SAME_ON_EVERY_NODE,
+  }, async () => {
     const clone = await makeTempDir('bansho-git-');
     await run('git', ['clone', '--quiet', ROOT, clone]);
     const dir = await project();
@@ -309,7 +314,12 @@ describe('TypeScript consumers of the installed package', { concurrency: 4 }, ()
   }
 
   for (const consumer of CONSUMERS) {
-    test(`${consumer.name}: ${JSON.stringify(consumer.compilerOptions)} in a ${consumer.type} project compiles and runs`, async () => {
+    // One CommonJS and one ES module consumer on every line: how Node loads bansho differs by
+    // line (require() of an ES module); the other settings differ only in what TypeScript does.
+    const everyLine = consumer.name === 'cjs-nodenext' || consumer.name === 'esm-nodenext';
+    test(`${consumer.name}: ${JSON.stringify(consumer.compilerOptions)} in a ${consumer.type} project compiles and runs`, {
+      skip: everyLine ? false : SAME_ON_EVERY_NODE,
+    }, async () => {
       const dir = await consumerProject(consumer);
       const compiled = await exec(process.execPath, [tsc, '-p', dir], { timeoutMs: 120_000 });
       assert.equal(compiled.code, 0, compiled.stdout + compiled.stderr);
@@ -317,7 +327,9 @@ describe('TypeScript consumers of the installed package', { concurrency: 4 }, ()
     });
   }
 
-  test('cjs-node16: a static import fails with TS1479, as TypeScript models Node without require(esm)', async () => {
+  test('cjs-node16: a static import fails with TS1479, as TypeScript models Node without require(esm)', {
+    skip: SAME_ON_EVERY_NODE,
+  }, async () => {
     const dir = await consumerProject({
       name: 'cjs-node16-static',
       type: 'commonjs',
@@ -333,7 +345,9 @@ describe('TypeScript consumers of the installed package', { concurrency: 4 }, ()
     );
   });
 
-  test('bundler resolution type-checks, and esbuild bundles and runs it', async () => {
+  test('bundler resolution type-checks, and esbuild bundles and runs it', {
+    skip: SAME_ON_EVERY_NODE,
+  }, async () => {
     const dir = await consumerProject({
       name: 'bundler',
       type: 'module',

@@ -10,6 +10,17 @@ import { type ExecResult, exec, makeTempDir, run } from './process.js';
 export const ROOT = resolve(import.meta.dirname, '../..');
 
 /**
+ * Set by .ci/run for every Node line after the first: what this run adds is that Node, so the
+ * tests of what npm, TypeScript, esbuild and the Dockerfile's steps do (the same on every line,
+ * and the slowest of the suite) ran on the first line and are skipped, with this reason. The
+ * install on this node, and a consumer compiled for it and run on it, are not.
+ */
+export const SAME_ON_EVERY_NODE =
+  process.env.BANSHO_TEST_NODE_ONLY === '1'
+    ? 'BANSHO_TEST_NODE_ONLY: run on the first Node line of this CI run, and the same on every line'
+    : false;
+
+/**
  * The environment npm runs in: this process's, without what `npm test` passes down (npm_*
  * settings of the outer npm) or server URLs, with this node first on PATH so that npm and its
  * scripts run on the node under test, and the npm cache preferred over the registry.
