@@ -40,6 +40,7 @@ import {
   startRedis,
   waitForPort,
 } from '../test/support/servers.js';
+import { printTable } from './table.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -640,18 +641,4 @@ function countStatuses(answers: Answer[]): string {
 
 function mib(bytes: number): string {
   return `${(bytes / MIB).toFixed(1)} MiB`;
-}
-
-/** A Markdown table, so that the output can go into the README as it is (as bench/startup.ts prints). */
-function printTable(header: string[], rows: string[][]): void {
-  const widths = header.map((title, column) =>
-    Math.max(title.length, ...rows.map((row) => row[column]?.length ?? 0)),
-  );
-  const line = (cells: string[]) =>
-    `| ${header.map((_, column) => (column === 0 ? (cells[column] ?? '').padEnd(widths[column] ?? 0) : (cells[column] ?? '').padStart(widths[column] ?? 0))).join(' | ')} |`;
-  console.log(line(header));
-  console.log(
-    `|${widths.map((width, column) => (column === 0 ? `${'-'.repeat(width + 1)}-` : `-${'-'.repeat(width)}:`)).join('|')}|`,
-  );
-  for (const row of rows) console.log(line(row));
 }

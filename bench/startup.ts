@@ -34,6 +34,7 @@ import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startPostgres, startRedis } from '../test/support/servers.js';
+import { printTable } from './table.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const NOBODY = { uid: 65534, gid: 65534 };
@@ -361,18 +362,4 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1
     ? (sorted[middle] as number)
     : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
-}
-
-/** A Markdown table, so that the output can go into the README as it is. */
-function printTable(header: string[], rows: string[][]): void {
-  const widths = header.map((title, column) =>
-    Math.max(title.length, ...rows.map((row) => row[column]?.length ?? 0)),
-  );
-  const line = (cells: string[]) =>
-    `| ${header.map((_, column) => (column === 0 ? (cells[column] ?? '').padEnd(widths[column] ?? 0) : (cells[column] ?? '').padStart(widths[column] ?? 0))).join(' | ')} |`;
-  console.log(line(header));
-  console.log(
-    `|${widths.map((width, column) => (column === 0 ? `${'-'.repeat(width + 1)}-` : `-${'-'.repeat(width)}:`)).join('|')}|`,
-  );
-  for (const row of rows) console.log(line(row));
 }
