@@ -33,6 +33,7 @@ import {
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { cleanupOnExit, removeDirSync } from '../test/support/process.js';
 import { startPostgres, startRedis } from '../test/support/servers.js';
 import { printTable } from './table.js';
 
@@ -79,6 +80,8 @@ interface Installed {
 
 const work = mkdtempSync('/tmp/bansho-bench-');
 chmodSync(work, 0o755);
+// Removed on a signal too (an interrupted bench would otherwise leave its installs behind).
+cleanupOnExit(() => removeDirSync(work));
 const [redis, pg] = await Promise.all([startRedis(), startPostgres()]);
 let missed = 0;
 try {
