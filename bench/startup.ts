@@ -78,6 +78,12 @@ interface Installed {
   nodeDir?: string;
 }
 
+/**
+ * npm's global config as this machine's npm reads it (where a registry's cafile or proxy is set).
+ * npm run under another node looks for it beside that node (its prefix) and would not find it.
+ */
+const GLOBAL_NPMRC = run('npm', ['config', 'get', 'globalconfig']).trim();
+
 const work = mkdtempSync('/tmp/bansho-bench-');
 chmodSync(work, 0o755);
 // Removed on a signal too (an interrupted bench would otherwise leave its installs behind).
@@ -186,6 +192,8 @@ function install(kind: Kind, nodeDir: string, tarball: string, gitRepo: string):
     PATH: `${nodeDir}:${process.env.PATH}`,
     HOME: home,
     npm_config_cache: join(process.env.HOME ?? '/root', '.npm'),
+    npm_config_globalconfig: GLOBAL_NPMRC,
+    npm_config_prefer_offline: 'true',
   };
   const npm = (args: string[], cwd: string) =>
     run('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, env: npmEnv });
