@@ -153,7 +153,12 @@ try {
         }
       }
       const rss = peakRss([installed.bin, ...(COMMANDS.smoke as string[])], runEnv, installed.user);
-      const nodeRss = peakRss([node, '-e', '0'], runEnv, installed.user);
+      // The node the install's user can run (the image's own copy), as bansho ran on it.
+      const nodeRss = peakRss(
+        [join(installed.nodeDir ?? nodeDir, 'node'), '-e', '0'],
+        runEnv,
+        installed.user,
+      );
       for (const [name, values] of Object.entries(samples)) {
         const { ratio, cells: timeCells } = cells(values);
         const target = TIME_TARGETS[name];
