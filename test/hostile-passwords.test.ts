@@ -93,7 +93,11 @@ function count(text: string, part: string): number {
 
 const README = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 /** The failure codes of the README's table, which scripts may match on. */
-const FAILURE_CODES = [...README.matchAll(/^\| `([a-z_]+)` \|/gm)].map((match) => match[1]);
+const FAILURE_CODES = [
+  ...README.slice(README.indexOf('## Failure codes'), README.indexOf('## Configuration')).matchAll(
+    /^\| `([a-z_]+)` \|/gm,
+  ),
+].map((match) => match[1]);
 const STATUSES = ['pass', 'warn', 'fail'];
 const CHECK_KEYS = [
   'status',
