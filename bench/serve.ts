@@ -21,16 +21,14 @@
  *                       [--soak-seconds 80] [--soak-rate 20] [--max-age 2s] [--timeout 5s]
  * Unset NODE_EXTRA_CA_CERTS first: it makes every node start read a file.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { cpus, loadavg, totalmem } from 'node:os';
-import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/config/duration.js';
-import { BIN, emptyDir, runCli } from '../test/support/cli.js';
-import { cleanupOnExit } from '../test/support/process.js';
+import { runCli } from '../test/support/cli.js';
+import { type Served, startServe as startServed } from '../test/support/serve.js';
 import {
   type ForwardingProxy,
   postgresAt,
@@ -99,15 +97,6 @@ const judge = (name: string, met: boolean): string => {
 interface Stoppable {
   stop(): Promise<void>;
 }
-interface Served {
-  child: ChildProcess;
-  pid: number;
-  port: number;
-  stderr(): string;
-  /** The exit code, or the signal's name, once the process has ended. */
-  exited: Promise<number | string>;
-}
-
 const started: Served[] = [];
 const proxies: ForwardingProxy[] = [];
 let redis: Stoppable | undefined;
@@ -238,7 +227,7 @@ async function memory(served: Served, redisProxy: ForwardingProxy, pgProxy: Forw
       }
     };
     await runPool(MEMORY_WARM_UP, concurrency, send);
-    const warmRss = rssBytes(served.pid);
+    const warmRss = rssBytes(served.child.pid ?? 0);
     const connectionsBefore = redisProxy.clients().length + pgProxy.clients().length;
     const samples: { requests: number; rss: number }[] = [];
     let done = 0;
@@ -247,7 +236,7 @@ async function memory(served: Served, redisProxy: ForwardingProxy, pgProxy: Forw
       await send(index);
       done++;
       if (done % MEMORY_SAMPLE_EVERY === 0 || done === memoryRequests) {
-        samples.push({ requests: done, rss: rssBytes(served.pid) });
+        samples.push({ requests: done, rss: rssBytes(served.child.pid ?? 0) });
       }
     });
     const durationMs = performance.now() - start;
@@ -494,38 +483,9 @@ async function settle(read: () => number | Promise<number>, wanted: number): Pro
 // bansho serve
 
 async function startServe(env: Record<string, string>): Promise<Served> {
-  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--max-age', maxAge, '--timeout', timeout], {
-    cwd: emptyDir(),
-    env: {
-      PATH: `${dirname(process.execPath)}:${process.env.PATH}`,
-      HOME: process.env.HOME ?? '/root',
-      ...env,
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-  });
-  // Killed too if the bench itself is interrupted, as the harness does with its servers.
-  const unregister = cleanupOnExit(() => child.kill('SIGKILL'));
-  const exited = new Promise<number | string>((resolve) =>
-    child.once('exit', (code, signal) => {
-      unregister();
-      resolve(code ?? signal ?? 'unknown');
-    }),
-  );
-  const served = { child, pid: child.pid ?? 0, port: 0, stderr: () => stderr, exited };
+  const served = await startServed(['--max-age', maxAge, '--timeout', timeout], env, SERVE_START_TIMEOUT_MS);
   started.push(served);
-  const deadline = performance.now() + SERVE_START_TIMEOUT_MS;
-  for (;;) {
-    const match = /serving http:\/\/127\.0\.0\.1:(\d+)\//.exec(stderr);
-    if (match) return { ...served, port: Number(match[1]) };
-    if (child.exitCode !== null || child.signalCode !== null || performance.now() > deadline) {
-      throw new Error(`bansho serve did not start: ${stderr}`);
-    }
-    await sleep(20);
-  }
+  return served;
 }
 
 /** SIGTERM, then the exit code and how long it took; SIGKILL if it is not gone within bounds. */
@@ -533,7 +493,8 @@ async function stopServe(served: Served): Promise<{ code: number | string; ms: n
   const start = performance.now();
   served.child.kill('SIGTERM');
   const timer = setTimeout(() => served.child.kill('SIGKILL'), SERVE_STOP_TIMEOUT_MS);
-  const code = await served.exited;
+  // The exit code, or the signal's name when one ended it.
+  const code = (await served.exited) ?? served.child.signalCode ?? 'unknown';
   clearTimeout(timer);
   return { code, ms: Math.round(performance.now() - start) };
 }

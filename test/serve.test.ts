@@ -5,7 +5,7 @@
  * flight, and the handler mounted on http.createServer.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, request, type Server } from 'node:http';
 import { type AddressInfo, connect, createServer as createTcpServer, type Socket } from 'node:net';
@@ -13,6 +13,7 @@ import { dirname } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createHealthHandler } from '../src/index.js';
 import { BIN, emptyDir } from './support/cli.js';
+import { type Served, startServe as startServed } from './support/serve.js';
 import {
   freePort,
   type PostgresServer,
@@ -50,44 +51,12 @@ after(async () => {
   await Promise.all([redis?.stop(), pg?.stop()]);
 });
 
-interface Served {
-  child: ChildProcess;
-  port: number;
-  stderr: () => string;
-  /** Resolves the exit code once the process has ended. */
-  exited: Promise<number | null>;
-}
-
-/** Starts `bansho serve` on a free loopback port and waits for its "serving" line. */
+/** `bansho serve` with `args`, and the servers' URLs unless told otherwise; SIGKILLed after a minute. */
 async function startServe(args: string[] = [], extraEnv: Record<string, string> = env): Promise<Served> {
-  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', ...args], {
-    cwd: emptyDir(),
-    env: {
-      PATH: `${dirname(process.execPath)}:${process.env.PATH}`,
-      HOME: process.env.HOME ?? '/root',
-      ...extraEnv,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  void exited.then(() => clearTimeout(killer));
-  const port = await new Promise<number>((resolve, reject) => {
-    const onData = () => {
-      const match = /serving http:\/\/127\.0\.0\.1:(\d+)\//.exec(stderr);
-      if (match) {
-        child.stderr?.off('data', onData);
-        resolve(Number(match[1]));
-      }
-    };
-    child.stderr?.on('data', onData);
-    void exited.then((code) => reject(new Error(`serve exited ${code} before serving: ${stderr}`)));
-  });
-  return { child, port, stderr: () => stderr, exited };
+  const served = await startServed(args, extraEnv);
+  const killer = setTimeout(() => served.child.kill('SIGKILL'), 60_000);
+  void served.exited.then(() => clearTimeout(killer));
+  return served;
 }
 
 async function stopServe(served: Served): Promise<number | null> {
